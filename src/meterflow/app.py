@@ -1,0 +1,75 @@
+"""The Starlette application: /graphql, /healthz, /metrics; request limits and CORS around them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route, WebSocketRoute
+
+from meterflow.config import Settings
+from meterflow.db import create_engine, create_session_factory
+from meterflow.http.auth import RequireApiKey
+from meterflow.http.graphql import GraphQLView
+from meterflow.http.health import healthz
+from meterflow.http.limits import BodySizeLimit
+from meterflow.http.metrics import Metrics, MetricsMiddleware, metrics_endpoint
+from meterflow.schema.root import build_schema
+
+log = logging.getLogger("meterflow.app")
+
+
+def create_app(settings: Settings) -> Starlette:
+    engine = create_engine(settings.database_url)
+    session_factory = create_session_factory(engine)
+    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    metrics = Metrics()
+
+    schema = build_schema(
+        max_depth=settings.max_query_depth,
+        max_tokens=settings.max_query_tokens,
+        max_aliases=settings.max_aliases,
+    )
+    graphql = GraphQLView(
+        schema, session_factory=session_factory, max_page_size=settings.max_page_size
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await redis.aclose()
+            await engine.dispose()
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route("/graphql", RequireApiKey(graphql, session_factory=session_factory)),
+            WebSocketRoute("/graphql", graphql),
+        ],
+        middleware=[
+            Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["authorization", "x-api-key", "content-type", "content-encoding"],
+                max_age=600,
+            ),
+            Middleware(BodySizeLimit, max_bytes=settings.max_request_bytes),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = session_factory
+    app.state.redis = redis
+    app.state.metrics = metrics
+    return app

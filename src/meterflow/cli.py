@@ -1,0 +1,272 @@
+"""The `meterflow` command. Its sub-command names are a contract (DESIGN.md §6)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+from pydantic import SecretStr
+
+from meterflow.config import Settings
+from meterflow.db import create_engine, create_session_factory, unit_of_work
+from meterflow.models import ApiKeyScope
+
+log = logging.getLogger("meterflow")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # The embedded servers narrate every start-up step at INFO.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+
+
+# ---------------------------------------------------------------- migrate, account
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from meterflow.migrations import upgrade
+
+    upgrade(settings.database_url, args.revision)
+    print(f"database migrated to {args.revision}")
+    return 0
+
+
+async def _create_account(settings: Settings, name: str, scope: ApiKeyScope) -> tuple[str, str]:
+    from meterflow.services import accounts
+
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        async with unit_of_work(create_session_factory(engine)) as session:
+            account = await accounts.create_account(session, name=name)
+            issued = await accounts.issue_api_key(
+                session, account_id=account.id, name=f"{name} {scope.value}", scope=scope
+            )
+    finally:
+        await engine.dispose()
+    return str(account.id), issued.secret
+
+
+def cmd_account_create(args: argparse.Namespace, settings: Settings) -> int:
+    account_id, key = asyncio.run(_create_account(settings, args.name, ApiKeyScope(args.scope)))
+    if args.json:
+        print(json.dumps({"accountId": account_id, "apiKey": key}))
+    else:
+        print(f"account {args.name!r} created\n  account id: {account_id}\n  API key:    {key}")
+        print("  (the key is shown once: store it now)")
+    return 0
+
+
+# ---------------------------------------------------------------- serve, worker
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from meterflow.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level,
+        proxy_headers=True,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from meterflow.workers.settings import build_worker
+
+    worker = build_worker(settings, burst=args.burst)
+    worker.run()
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
+    from meterflow.schema.root import schema
+
+    sdl = schema.as_str() + "\n"
+    if args.output == "-":
+        sys.stdout.write(sdl)
+    else:
+        Path(args.output).write_text(sdl)
+        print(f"wrote {args.output}")
+    return 0
+
+
+# ---------------------------------------------------------------- dev
+
+
+def _private_file(path: Path, make: str | None = None) -> str | None:
+    """Read a secret kept in the data dir; create it (mode 0600) when `make` is given."""
+    if path.exists():
+        return path.read_text().strip()
+    if make is None:
+        return None
+    path.touch(mode=0o600)
+    path.write_text(make + "\n")
+    return make
+
+
+class _QuietSignalsServer(uvicorn.Server):
+    """uvicorn re-raises SIGINT/SIGTERM after serving, which would skip `dev`'s clean-up
+    (embedded PostgreSQL and Redis left running). `dev` owns the signals instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def request_exit(self) -> None:
+        self.should_exit = True
+
+
+async def _dev_async(args: argparse.Namespace, settings: Settings, data_dir: Path) -> None:
+    from meterflow.app import create_app
+    from meterflow.services import demo
+    from meterflow.workers.settings import build_worker
+
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        async with unit_of_work(create_session_factory(engine)) as session:
+            if not args.no_seed and await demo.is_empty(session):
+                seeded = await demo.seed(session)
+                _private_file(data_dir / "demo-api-key", make=seeded.admin_key)
+                log.info("seeded the demo account (meters, customers)")
+    finally:
+        await engine.dispose()
+
+    server = _QuietSignalsServer(
+        uvicorn.Config(
+            create_app(settings),
+            host=args.host,
+            port=args.port,
+            log_level=settings.log_level,
+            timeout_graceful_shutdown=5,
+        )
+    )
+    worker = build_worker(settings, handle_signals=False)
+    worker_task = asyncio.create_task(worker.async_run(), name="arq-worker")
+
+    async def announce() -> None:
+        while not server.started:
+            if server.should_exit or worker_task.done():
+                return
+            await asyncio.sleep(0.05)
+        base = f"http://{args.host}:{args.port}"
+        key = _private_file(data_dir / "demo-api-key")
+        print(
+            "\nmeterflow is running (embedded PostgreSQL and Redis in "
+            f"{data_dir})\n"
+            f"  GraphiQL:      {base}/graphql\n"
+            f"  Health:        {base}/healthz\n"
+            f"  Admin API key: {key or '(none: this data dir was not seeded by meterflow dev)'}\n"
+            f"  Try:  curl -s {base}/graphql -H 'X-API-Key: {key or '<key>'}' "
+            "-H 'Content-Type: application/json' "
+            '-d \'{"query": "{ meters { meterApiName } }"}\'\n'
+            "Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, server.request_exit)
+    announcer = asyncio.create_task(announce())
+    try:
+        await server.serve()
+    finally:
+        announcer.cancel()
+        worker_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await worker_task
+        await worker.close()
+
+
+def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
+    from meterflow import embedded
+    from meterflow.migrations import upgrade
+
+    data_dir = Path(args.data_dir).resolve()
+    print(f"starting embedded PostgreSQL and Redis in {data_dir} ...", flush=True)
+    services = embedded.start(data_dir)
+    try:
+        secret = _private_file(data_dir / "secret-key", make=secrets.token_urlsafe(32))
+        settings = settings.model_copy(
+            update={
+                "database_url": services.database_url,
+                "redis_url": services.redis_url,
+                "secret_key": SecretStr(secret or ""),
+            }
+        )
+        upgrade(settings.database_url)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_dev_async(args, settings, data_dir))
+    finally:
+        print("stopping embedded PostgreSQL and Redis ...", flush=True)
+        services.stop()
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meterflow", description="Usage metering and usage-based billing."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="run everything on embedded PostgreSQL and Redis")
+    dev.add_argument("--data-dir", default=os.environ.get("METERFLOW_DATA_DIR", ".meterflow"))
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--no-seed", action="store_true", help="do not create the demo account")
+    dev.set_defaults(handler=cmd_dev)
+
+    serve = sub.add_parser("serve", help="run the API against METERFLOW_DATABASE_URL/REDIS_URL")
+    serve.add_argument("--host", default="0.0.0.0")  # noqa: S104  (a server, meant to be reached)
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(handler=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run a background worker")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.set_defaults(handler=cmd_worker)
+
+    migrate = sub.add_parser("migrate", help="upgrade the database schema")
+    migrate.add_argument("--revision", default="head")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    account = sub.add_parser("account", help="manage accounts").add_subparsers(
+        dest="account_command", required=True
+    )
+    create = account.add_parser("create", help="create an account and an API key for it")
+    create.add_argument("name")
+    create.add_argument("--json", action="store_true", help="print {accountId, apiKey}")
+    create.add_argument("--scope", choices=[s.value for s in ApiKeyScope], default="admin")
+    create.set_defaults(handler=cmd_account_create)
+
+    schema = sub.add_parser("schema", help="print or write the GraphQL SDL")
+    schema.add_argument("output", nargs="?", default="-")
+    schema.set_defaults(handler=cmd_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    _configure_logging(settings.log_level)
+    return int(args.handler(args, settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

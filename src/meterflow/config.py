@@ -1,0 +1,50 @@
+"""The one place configuration is read. Entry points build a `Settings`; nothing else reads env."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def to_async_database_url(url: str) -> str:
+    """Accept the plain `postgresql://` form operators paste, and drive it with asyncpg."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError(
+        f"METERFLOW_DATABASE_URL must be a postgresql:// URL, got scheme {url.split(':', 1)[0]!r}"
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="METERFLOW_", env_file=None, extra="ignore")
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/meterflow"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # Used to sign customer session tokens; `meterflow dev` generates and keeps one per data dir.
+    secret_key: SecretStr = Field(default=SecretStr("change-me-in-production"))
+
+    # Request limits. A GraphQL batch of 10,000 events is roughly 2 MB of JSON.
+    max_request_bytes: int = 8 * 1024 * 1024
+    max_query_depth: int = 12
+    max_query_tokens: int = 5_000
+    max_aliases: int = 30
+    max_page_size: int = 500
+
+    # Origins allowed to call token-authenticated endpoints from a browser ("*" = any).
+    cors_origins: list[str] = ["*"]
+
+    log_level: str = "info"
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str) -> str:
+        return to_async_database_url(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("METERFLOW_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        return value

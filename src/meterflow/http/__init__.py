@@ -1,0 +1,1 @@
+"""Non-GraphQL routes and ASGI layers: auth for /graphql, limits, health, metrics."""

@@ -1,0 +1,8 @@
+"""SQLModel tables, one module per domain noun. Importing this package registers them all."""
+
+from meterflow.models.account import Account
+from meterflow.models.api_key import ApiKey, ApiKeyScope
+from meterflow.models.customer import Customer
+from meterflow.models.meter import Meter, MeterStatus, MeterType
+
+__all__ = ["Account", "ApiKey", "ApiKeyScope", "Customer", "Meter", "MeterStatus", "MeterType"]

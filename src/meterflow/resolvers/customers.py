@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import strawberry
+
+from meterflow.resolvers.base import Info, mutate, require_admin
+from meterflow.schema.customers import (
+    CreateCustomerInput,
+    CreateCustomerResult,
+    Customer,
+    CustomerConnection,
+    UpdateCustomerInput,
+    UpdateCustomerResult,
+)
+from meterflow.services import customers
+from meterflow.services.pagination import page_size
+
+
+@strawberry.type
+class CustomerQueries:
+    @strawberry.field(description="A customer by the account's own customerId, or null.")
+    async def customer(self, info: Info, customer_id: str) -> Customer | None:
+        principal = require_admin(info)
+        async with info.context.session_factory() as session:
+            row = await customers.get_customer(
+                session, account_id=principal.account_id, customer_id=customer_id
+            )
+        return Customer.from_model(row) if row else None
+
+    @strawberry.field(description="Customers in creation order.")
+    async def customers(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> CustomerConnection:
+        principal = require_admin(info)
+        limit = page_size(first, maximum=info.context.max_page_size)
+        async with info.context.session_factory() as session:
+            page = await customers.list_customers(
+                session, account_id=principal.account_id, limit=limit, after=after
+            )
+        return CustomerConnection.from_page(page)
+
+
+@strawberry.type
+class CustomerMutations:
+    @strawberry.mutation
+    async def create_customer(self, info: Info, input: CreateCustomerInput) -> CreateCustomerResult:
+        return await mutate(
+            info,
+            lambda session, principal: customers.create_customer(
+                session,
+                account_id=principal.account_id,
+                customer_id=input.customer_id,
+                name=input.name,
+                email=input.email,
+                traits=input.traits,
+                enabled=input.enabled,
+            ),
+            Customer.from_model,
+        )
+
+    @strawberry.mutation
+    async def update_customer(self, info: Info, input: UpdateCustomerInput) -> UpdateCustomerResult:
+        return await mutate(
+            info,
+            lambda session, principal: customers.update_customer(
+                session,
+                account_id=principal.account_id,
+                customer_id=input.customer_id,
+                name=input.name,
+                email=input.email,
+                traits=input.traits,
+                enabled=input.enabled,
+            ),
+            Customer.from_model,
+        )

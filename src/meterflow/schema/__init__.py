@@ -1,0 +1,1 @@
+"""Strawberry types, inputs and result unions; `root.py` builds the Schema."""

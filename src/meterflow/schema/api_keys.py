@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+
+from meterflow import models
+from meterflow.schema.enums import ApiKeyScope
+from meterflow.schema.errors import NotFoundProblem, ValidationProblem
+
+
+@strawberry.type(description="An API key. The key itself is shown once, when it is created.")
+class ApiKey:
+    id: strawberry.ID
+    name: str
+    prefix: str
+    scope: ApiKeyScope
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_model(cls, row: models.ApiKey) -> ApiKey:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            name=row.name,
+            prefix=row.prefix,
+            scope=row.scope,
+            created_at=row.created_at,
+            revoked_at=row.revoked_at,
+        )
+
+
+@strawberry.type
+class CreatedApiKey:
+    api_key: ApiKey
+    secret: str = strawberry.field(description="The key. Store it now: it is never shown again.")
+
+
+@strawberry.input
+class CreateApiKeyInput:
+    name: str
+    scope: ApiKeyScope = models.ApiKeyScope.INGEST
+
+
+@strawberry.type
+class Account:
+    id: strawberry.ID
+    name: str
+    auto_create_customers: bool
+    created_at: datetime
+
+
+CreateApiKeyResult = Annotated[
+    CreatedApiKey | ValidationProblem, strawberry.union("CreateApiKeyResult")
+]
+RevokeApiKeyResult = Annotated[ApiKey | NotFoundProblem, strawberry.union("RevokeApiKeyResult")]

@@ -1,0 +1,32 @@
+"""The typed GraphQL context: who is calling, and how to open a unit of work."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+
+from meterflow.db import SessionFactory, unit_of_work
+from meterflow.services.accounts import AccountPrincipal
+
+
+@dataclass
+class Context:
+    request: Request | WebSocket
+    response: Response | WebSocket | None
+    # A factory, never one shared session: Strawberry resolves sibling fields concurrently.
+    session_factory: SessionFactory
+    max_page_size: int
+    principal: AccountPrincipal | None = None
+    connection_params: dict[str, Any] | None = field(default=None)
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
+        async with unit_of_work(self.session_factory) as session:
+            yield session

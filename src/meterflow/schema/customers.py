@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+from strawberry.scalars import JSON
+
+from meterflow import models
+from meterflow.schema.errors import ConflictProblem, NotFoundProblem, ValidationProblem
+from meterflow.schema.pagination import PageInfo
+from meterflow.services.pagination import Page, encode_cursor
+
+
+@strawberry.type
+class Customer:
+    id: strawberry.ID
+    customer_id: str
+    name: str
+    email: str | None
+    traits: JSON
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_model(cls, row: models.Customer) -> Customer:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            customer_id=row.customer_id,
+            name=row.name,
+            email=row.email,
+            traits=JSON(row.traits),
+            enabled=row.enabled,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+@strawberry.type
+class CustomerEdge:
+    cursor: str
+    node: Customer
+
+
+@strawberry.type
+class CustomerConnection:
+    edges: list[CustomerEdge]
+    page_info: PageInfo
+
+    @classmethod
+    def from_page(cls, page: Page[models.Customer]) -> CustomerConnection:
+        edges = [
+            CustomerEdge(
+                cursor=encode_cursor(row.created_at, row.id), node=Customer.from_model(row)
+            )
+            for row in page.items
+        ]
+        return cls(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
+
+
+@strawberry.input
+class CreateCustomerInput:
+    customer_id: str
+    name: str | None = None
+    email: str | None = None
+    traits: JSON | None = strawberry.field(
+        default=None, description='Object of string values, e.g. {"stripeId": "cus_123"}'
+    )
+    enabled: bool = True
+
+
+@strawberry.input(description="Fields left out are unchanged; an empty email clears it.")
+class UpdateCustomerInput:
+    customer_id: str
+    name: str | None = None
+    email: str | None = None
+    traits: JSON | None = None
+    enabled: bool | None = None
+
+
+CreateCustomerResult = Annotated[
+    Customer | ValidationProblem | ConflictProblem, strawberry.union("CreateCustomerResult")
+]
+UpdateCustomerResult = Annotated[
+    Customer | ValidationProblem | NotFoundProblem, strawberry.union("UpdateCustomerResult")
+]

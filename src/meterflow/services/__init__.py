@@ -1,0 +1,1 @@
+"""The domain. Async functions `(session, *, account_id, ...)`; they never commit."""

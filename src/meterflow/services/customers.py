@@ -1,0 +1,121 @@
+"""Customers of an account: create, update, look up, list."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from meterflow.errors import ConflictError, NotFoundError
+from meterflow.models import Customer
+from meterflow.models.base import utcnow
+from meterflow.models.customer import CUSTOMER_ID_MAX, EMAIL_MAX, NAME_MAX
+from meterflow.services import validation
+from meterflow.services.pagination import Page, decode_cursor
+
+# Printable, no whitespace at the ends; customer ids travel in URLs and CSV files.
+CUSTOMER_ID_RE = re.compile(r"[^\s\x00-\x1f](?:[^\x00-\x1f]*[^\s\x00-\x1f])?")
+
+
+def clean_customer_id(value: str | None) -> str:
+    customer_id = validation.required_text(value, field="customerId", max_length=CUSTOMER_ID_MAX)
+    return validation.matching(
+        customer_id, CUSTOMER_ID_RE, field="customerId", rule="no control characters"
+    )
+
+
+async def create_customer(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    customer_id: str,
+    name: str | None = None,
+    email: str | None = None,
+    traits: Any = None,
+    enabled: bool = True,
+) -> Customer:
+    customer_id = clean_customer_id(customer_id)
+    values = {
+        "account_id": account_id,
+        "id": uuid.uuid4(),
+        "customer_id": customer_id,
+        # Amberflo names a customer after its id when no name is given.
+        "name": validation.optional_text(name, field="name", max_length=NAME_MAX) or customer_id,
+        "email": validation.email(email, max_length=EMAIL_MAX),
+        "traits": validation.string_map(traits, field="traits"),
+        "enabled": enabled,
+    }
+    # ON CONFLICT keeps the transaction usable, unlike catching an IntegrityError.
+    inserted = await session.scalar(
+        insert(Customer)
+        .values(**values)
+        .on_conflict_do_nothing(constraint="uq_customers_account_customer_id")
+        .returning(Customer)
+    )
+    if inserted is None:
+        raise ConflictError(f"customer {customer_id!r} already exists in this account")
+    return inserted
+
+
+async def get_customer(
+    session: AsyncSession, *, account_id: uuid.UUID, customer_id: str
+) -> Customer | None:
+    return await session.scalar(
+        select(Customer).where(
+            col(Customer.account_id) == account_id, col(Customer.customer_id) == customer_id
+        )
+    )
+
+
+async def update_customer(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    customer_id: str,
+    name: str | None = None,
+    email: str | None = None,
+    traits: Any = None,
+    enabled: bool | None = None,
+) -> Customer:
+    """Partial update: a field left as None is unchanged; an empty email clears it."""
+    customer = await session.scalar(
+        select(Customer)
+        .where(col(Customer.account_id) == account_id, col(Customer.customer_id) == customer_id)
+        .with_for_update()
+    )
+    if customer is None:
+        raise NotFoundError(f"no customer {customer_id!r} in this account")
+    if name is not None:
+        customer.name = validation.required_text(name, field="name", max_length=NAME_MAX)
+    if email is not None:
+        customer.email = validation.email(email, max_length=EMAIL_MAX)
+    if traits is not None:
+        customer.traits = validation.string_map(traits, field="traits")
+    if enabled is not None:
+        customer.enabled = enabled
+    customer.updated_at = utcnow()
+    await session.flush()
+    return customer
+
+
+async def list_customers(
+    session: AsyncSession, *, account_id: uuid.UUID, limit: int, after: str | None = None
+) -> Page[Customer]:
+    query = select(Customer).where(col(Customer.account_id) == account_id)
+    if after:
+        position = decode_cursor(after)
+        query = query.where(
+            tuple_(col(Customer.created_at), col(Customer.id))
+            > tuple_(position.created_at, position.id)
+        )
+    rows = list(
+        await session.scalars(
+            query.order_by(col(Customer.created_at), col(Customer.id)).limit(limit + 1)
+        )
+    )
+    return Page(items=rows[:limit], has_next_page=len(rows) > limit)

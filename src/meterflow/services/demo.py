@@ -1,0 +1,78 @@
+"""The demo account `meterflow dev` creates on an empty database (Amberflo's examples)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from meterflow.models import Account, ApiKeyScope, MeterType
+from meterflow.services import accounts, customers, meters
+from meterflow.services.meters import MeterSpec
+
+DEMO_METERS: list[tuple[str, MeterSpec]] = [
+    (
+        "api-calls",
+        MeterSpec(
+            label="API calls",
+            meter_type=MeterType.SUM,
+            unit="calls",
+            dimensions=("region", "endpoint"),
+        ),
+    ),
+    (
+        "gb-seconds",
+        MeterSpec(
+            label="Function GB-seconds",
+            meter_type=MeterType.SUM,
+            unit="GB-s",
+            dimensions=("function_id", "cloud_provider", "region"),
+        ),
+    ),
+    (
+        "active-users",
+        MeterSpec(
+            label="Monthly active users",
+            meter_type=MeterType.UNIQUE_COUNT,
+            unit="users",
+            dimensions=("user_id",),
+            aggregation_dimension="user_id",
+        ),
+    ),
+    (
+        "storage-gb",
+        MeterSpec(label="Peak storage", meter_type=MeterType.MAX, unit="GB"),
+    ),
+]
+
+DEMO_CUSTOMERS = [
+    ("acme", "Acme Corp", "billing@acme.example"),
+    ("globex", "Globex", "ap@globex.example"),
+    ("initech", "Initech", "finance@initech.example"),
+]
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    account: Account
+    admin_key: str
+
+
+async def is_empty(session: AsyncSession) -> bool:
+    return (await session.scalar(select(func.count()).select_from(Account))) == 0
+
+
+async def seed(session: AsyncSession) -> DemoAccount:
+    account = await accounts.create_account(session, name="Demo")
+    issued = await accounts.issue_api_key(
+        session, account_id=account.id, name="meterflow dev", scope=ApiKeyScope.ADMIN
+    )
+    for name, spec in DEMO_METERS:
+        await meters.create_meter(session, account_id=account.id, meter_api_name=name, spec=spec)
+        await meters.activate_meter(session, account_id=account.id, meter_api_name=name)
+    for customer_id, name, email in DEMO_CUSTOMERS:
+        await customers.create_customer(
+            session, account_id=account.id, customer_id=customer_id, name=name, email=email
+        )
+    return DemoAccount(account=account, admin_key=issued.secret)

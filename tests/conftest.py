@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from meterflow.db import SessionFactory, create_engine, create_session_factory, unit_of_work
+from meterflow.migrations import upgrade
+from meterflow.models import ApiKeyScope
+from meterflow.services import accounts
+from tests.client import GraphQLClient, TestAccount
+from tests.services import TestServices
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_DATABASE = f"meterflow_test_{os.getpid()}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _admin_execute(admin_url: str, *statements: str) -> None:
+    engine = create_engine(admin_url, pool_size=1).execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            for statement in statements:
+                await conn.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def test_services() -> Iterator[TestServices]:
+    services = TestServices()
+    yield services
+    services.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(test_services: TestServices) -> Iterator[str]:
+    """A database of its own for this run, built by the real migrations."""
+    admin = test_services.admin_database_url
+    asyncio.run(
+        _admin_execute(
+            admin,
+            f'DROP DATABASE IF EXISTS "{TEST_DATABASE}" WITH (FORCE)',
+            f'CREATE DATABASE "{TEST_DATABASE}"',
+        )
+    )
+    url = test_services.database_url(TEST_DATABASE)
+    upgrade(url)
+    yield url
+    asyncio.run(_admin_execute(admin, f'DROP DATABASE IF EXISTS "{TEST_DATABASE}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def redis_url(test_services: TestServices) -> str:
+    return test_services.redis_url
+
+
+@pytest.fixture(scope="session")
+def server_env(database_url: str, redis_url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "METERFLOW_DATABASE_URL": database_url,
+        "METERFLOW_REDIS_URL": redis_url,
+        "METERFLOW_LOG_LEVEL": "warning",
+    }
+
+
+def wait_for_health(base_url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server at {base_url} did not become healthy in {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def server(server_env: dict[str, str]) -> Iterator[str]:
+    """A real `meterflow serve` process; tests talk to it over HTTP like any client."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "meterflow.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=server_env,
+        cwd=ROOT,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_health(base_url, process)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url, pool_size=5)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def session_factory(engine: AsyncEngine) -> SessionFactory:
+    return create_session_factory(engine)
+
+
+async def make_account(
+    factory: SessionFactory, name: str = "test", scope: ApiKeyScope = ApiKeyScope.ADMIN
+) -> TestAccount:
+    async with unit_of_work(factory) as session:
+        account = await accounts.create_account(session, name=name)
+        issued = await accounts.issue_api_key(
+            session, account_id=account.id, name="test key", scope=scope
+        )
+    return TestAccount(account_id=account.id, admin_key=issued.secret)
+
+
+@pytest.fixture
+async def account(session_factory: SessionFactory) -> TestAccount:
+    """A fresh account per test: every row is account-scoped, so tests cannot see each other."""
+    return await make_account(session_factory)
+
+
+@pytest.fixture
+async def http(server: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def gql(http: httpx.AsyncClient, account: TestAccount) -> GraphQLClient:
+    return GraphQLClient(http, account.admin_key)
