@@ -73,3 +73,30 @@ def test_schema_prints_the_sdl(server_env: dict[str, str]) -> None:
     result = run_cli("schema", env=server_env)
     assert result.returncode == 0
     assert (ROOT / "schema.graphql").read_text() == result.stdout
+
+
+def test_worker_process_runs_and_stops_cleanly(server: str, server_env: dict[str, str]) -> None:
+    """`meterflow worker` against the environment's Redis: its heartbeat reaches /healthz."""
+    import signal
+    import time
+
+    before = httpx.get(f"{server}/healthz").json()["workers"]
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "meterflow.cli", "worker"],
+        env=server_env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{server}/healthz").json()["workers"] <= before:
+            assert worker.poll() is None, worker.communicate()[0]
+            assert time.monotonic() < deadline, "the worker never reported a heartbeat"
+            time.sleep(0.2)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        out, _ = worker.communicate(timeout=30)
+    assert worker.returncode == 0, out
+    assert "Traceback" not in out
