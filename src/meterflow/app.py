@@ -17,11 +17,15 @@ from meterflow.db import create_engine, create_session_factory
 from meterflow.http.auth import RequireApiKey
 from meterflow.http.graphql import GraphQLView
 from meterflow.http.health import healthz
+from meterflow.http.ingest import ingest_endpoint
 from meterflow.http.limits import BodySizeLimit
 from meterflow.http.metrics import Metrics, MetricsMiddleware, metrics_endpoint
+from meterflow.jobs import JobQueue
 from meterflow.schema.root import build_schema
 
 log = logging.getLogger("meterflow.app")
+
+INGEST_PATHS = ("/ingest", "/ingest/", "/")
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -29,6 +33,7 @@ def create_app(settings: Settings) -> Starlette:
     session_factory = create_session_factory(engine)
     redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
     metrics = Metrics()
+    jobs = JobQueue(settings.redis_url)
 
     schema = build_schema(
         max_depth=settings.max_query_depth,
@@ -36,7 +41,7 @@ def create_app(settings: Settings) -> Starlette:
         max_aliases=settings.max_aliases,
     )
     graphql = GraphQLView(
-        schema, session_factory=session_factory, max_page_size=settings.max_page_size
+        schema, session_factory=session_factory, max_page_size=settings.max_page_size, jobs=jobs
     )
 
     @asynccontextmanager
@@ -44,6 +49,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            await jobs.close()
             await redis.aclose()
             await engine.dispose()
 
@@ -51,6 +57,8 @@ def create_app(settings: Settings) -> Starlette:
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            # Amberflo's SDKs post to /ingest/ (Python), /ingest (TypeScript, Go), / (LiteLLM).
+            *(Route(path, ingest_endpoint, methods=["POST"]) for path in INGEST_PATHS),
             Route("/graphql", RequireApiKey(graphql, session_factory=session_factory)),
             WebSocketRoute("/graphql", graphql),
         ],
@@ -72,4 +80,5 @@ def create_app(settings: Settings) -> Starlette:
     app.state.session_factory = session_factory
     app.state.redis = redis
     app.state.metrics = metrics
+    app.state.jobs = jobs
     return app

@@ -39,3 +39,33 @@ async def unit_of_work(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
     """One transaction: commit on success, roll back on any exception."""
     async with factory() as session, session.begin():
         yield session
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure worth retrying: the database is unreachable, restarting, or aborted us.
+
+    Producers get a 503 for these (and retry, deduplicated by identity); anything else is a bug.
+    """
+    import asyncpg
+    from sqlalchemy import exc as sa_exc
+
+    transient: tuple[type[BaseException], ...] = (
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        sa_exc.TimeoutError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        asyncpg.CannotConnectNowError,
+        asyncpg.TooManyConnectionsError,
+        asyncpg.DeadlockDetectedError,
+        asyncpg.SerializationError,
+        asyncpg.AdminShutdownError,
+        OSError,
+        ConnectionError,
+    )
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, transient):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False

@@ -6,22 +6,74 @@ keeps it replaceable.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+import uuid
+
 from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
+from redis.exceptions import RedisError
+
+log = logging.getLogger("meterflow.jobs")
+
+ROLLUP_JOB = "usage_rollup"
+ENQUEUE_TIMEOUT_SECONDS = 0.5
+BACKOFF_SECONDS = 2.0
 
 
-def redis_settings(redis_url: str) -> RedisSettings:
-    return RedisSettings.from_dsn(redis_url)
+def redis_settings(redis_url: str, *, retries: int = 5) -> RedisSettings:
+    settings = RedisSettings.from_dsn(redis_url)
+    settings.conn_retries = retries
+    settings.conn_timeout = 1
+    return settings
 
 
-async def job_pool(redis_url: str) -> ArqRedis:
-    return await create_pool(redis_settings(redis_url))
+def rollup_job_id(account_id: uuid.UUID) -> str:
+    return f"rollup:{account_id}"
 
 
-async def enqueue_coalesced(pool: ArqRedis, function: str, job_id: str, *args: object) -> bool:
-    """Enqueue unless a job with this id is already queued; bursts collapse into one run.
+class JobQueue:
+    """Enqueues after commit, and never lets Redis trouble fail or slow the caller.
 
-    Returns False when an identical job was already waiting (that run will see our data too).
+    A job that cannot be enqueued is not lost: the worker's periodic sweep finds every account
+    whose rollup watermark lags and runs it (DESIGN.md §1). While Redis is down, enqueueing is
+    skipped for a couple of seconds at a time instead of paying a timeout on every request.
     """
-    job = await pool.enqueue_job(function, *args, _job_id=job_id)
-    return job is not None
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+        self._pool: ArqRedis | None = None
+        self._skip_until = 0.0
+        self._lock = asyncio.Lock()
+
+    async def _connected(self) -> ArqRedis:
+        async with self._lock:
+            if self._pool is None:
+                self._pool = await create_pool(redis_settings(self.redis_url, retries=0))
+            return self._pool
+
+    async def enqueue_coalesced(self, function: str, job_id: str, *args: object) -> bool:
+        """Enqueue unless a job with this id is already waiting (bursts collapse into one run)."""
+        if time.monotonic() < self._skip_until:
+            return False
+        try:
+            pool = await asyncio.wait_for(self._connected(), ENQUEUE_TIMEOUT_SECONDS)
+            job = await asyncio.wait_for(
+                pool.enqueue_job(function, *args, _job_id=job_id), ENQUEUE_TIMEOUT_SECONDS
+            )
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._skip_until = time.monotonic() + BACKOFF_SECONDS
+            log.warning(
+                "could not enqueue %s (%s); the sweep will catch up", job_id, type(exc).__name__
+            )
+            return False
+        return job is not None
+
+    async def request_rollup(self, account_id: uuid.UUID) -> bool:
+        return await self.enqueue_coalesced(ROLLUP_JOB, rollup_job_id(account_id), str(account_id))
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None

@@ -15,16 +15,23 @@ from strawberry.schema import BaseSchema
 from meterflow.db import SessionFactory
 from meterflow.errors import AuthenticationError
 from meterflow.http.auth import presented_key
+from meterflow.jobs import JobQueue
 from meterflow.schema.context import Context
 from meterflow.services import accounts
 
 
 class GraphQLView(GraphQL[Context, None]):
     def __init__(
-        self, schema: BaseSchema, *, session_factory: SessionFactory, max_page_size: int
+        self,
+        schema: BaseSchema,
+        *,
+        session_factory: SessionFactory,
+        max_page_size: int,
+        jobs: JobQueue | None = None,
     ) -> None:
         super().__init__(schema, graphql_ide="graphiql")
         self.session_factory = session_factory
+        self.jobs = jobs
         self.max_page_size = max_page_size
 
     async def get_context(
@@ -37,6 +44,7 @@ class GraphQLView(GraphQL[Context, None]):
             response=response,
             session_factory=self.session_factory,
             max_page_size=self.max_page_size,
+            jobs=self.jobs,
             principal=principal,
         )
 

@@ -4,5 +4,16 @@ from meterflow.models.account import Account
 from meterflow.models.api_key import ApiKey, ApiKeyScope
 from meterflow.models.customer import Customer
 from meterflow.models.meter import Meter, MeterStatus, MeterType
+from meterflow.models.meter_event import MeterEvent, MeterEventIdentity
 
-__all__ = ["Account", "ApiKey", "ApiKeyScope", "Customer", "Meter", "MeterStatus", "MeterType"]
+__all__ = [
+    "Account",
+    "ApiKey",
+    "ApiKeyScope",
+    "Customer",
+    "Meter",
+    "MeterEvent",
+    "MeterEventIdentity",
+    "MeterStatus",
+    "MeterType",
+]

@@ -14,6 +14,8 @@ from meterflow.schema.api_keys import (
     CreateApiKeyResult,
     CreatedApiKey,
     RevokeApiKeyResult,
+    UpdateAccountInput,
+    UpdateAccountResult,
 )
 from meterflow.services import accounts
 
@@ -33,12 +35,7 @@ class AccountQueries:
         async with info.context.session_factory() as session:
             row = await session.get(models.Account, principal.account_id)
         assert row is not None  # the key authenticated, so its account exists
-        return Account(
-            id=strawberry.ID(str(row.id)),
-            name=row.name,
-            auto_create_customers=row.auto_create_customers,
-            created_at=row.created_at,
-        )
+        return Account.from_model(row)
 
     @strawberry.field(description="The account's API keys (prefixes only).")
     async def api_keys(self, info: Info) -> list[ApiKey]:
@@ -63,6 +60,19 @@ class AccountMutations:
             lambda issued: CreatedApiKey(
                 api_key=ApiKey.from_model(issued.key), secret=issued.secret
             ),
+        )
+
+    @strawberry.mutation(description="Change the calling account's settings.")
+    async def update_account(self, info: Info, input: UpdateAccountInput) -> UpdateAccountResult:
+        return await mutate(
+            info,
+            lambda session, principal: accounts.update_account(
+                session,
+                account_id=principal.account_id,
+                name=input.name,
+                auto_create_customers=input.auto_create_customers,
+            ),
+            Account.from_model,
         )
 
     @strawberry.mutation(description="Revoke an API key at once.")

@@ -47,11 +47,31 @@ class CreateApiKeyInput:
 class Account:
     id: strawberry.ID
     name: str
-    auto_create_customers: bool
+    auto_create_customers: bool = strawberry.field(
+        description="Create customers named by events that do not exist yet (default on)."
+    )
     created_at: datetime
+
+    @classmethod
+    def from_model(cls, row: models.Account) -> Account:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            name=row.name,
+            auto_create_customers=row.auto_create_customers,
+            created_at=row.created_at,
+        )
+
+
+@strawberry.input
+class UpdateAccountInput:
+    name: str | None = None
+    auto_create_customers: bool | None = None
 
 
 CreateApiKeyResult = Annotated[
     CreatedApiKey | ValidationProblem, strawberry.union("CreateApiKeyResult")
+]
+UpdateAccountResult = Annotated[
+    Account | ValidationProblem, strawberry.union("UpdateAccountResult")
 ]
 RevokeApiKeyResult = Annotated[ApiKey | NotFoundProblem, strawberry.union("RevokeApiKeyResult")]

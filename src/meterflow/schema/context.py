@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from meterflow.db import SessionFactory, unit_of_work
+from meterflow.jobs import JobQueue
 from meterflow.services.accounts import AccountPrincipal
 
 
@@ -23,6 +24,7 @@ class Context:
     # A factory, never one shared session: Strawberry resolves sibling fields concurrently.
     session_factory: SessionFactory
     max_page_size: int
+    jobs: JobQueue | None = None
     principal: AccountPrincipal | None = None
     connection_params: dict[str, Any] | None = field(default=None)
 

@@ -12,12 +12,15 @@ from strawberry.tools import merge_types
 from meterflow.errors import MeterflowError
 from meterflow.resolvers.accounts import AccountMutations, AccountQueries
 from meterflow.resolvers.customers import CustomerMutations, CustomerQueries
+from meterflow.resolvers.events import EventMutations, EventQueries
 from meterflow.resolvers.meters import MeterMutations, MeterQueries
 
 log = logging.getLogger("meterflow.graphql")
 
-Query = merge_types("Query", (AccountQueries, CustomerQueries, MeterQueries))
-Mutation = merge_types("Mutation", (AccountMutations, CustomerMutations, MeterMutations))
+Query = merge_types("Query", (AccountQueries, CustomerQueries, MeterQueries, EventQueries))
+Mutation = merge_types(
+    "Mutation", (AccountMutations, CustomerMutations, MeterMutations, EventMutations)
+)
 
 
 def should_mask(error: GraphQLError) -> bool:

@@ -54,6 +54,24 @@ async def create_account(session: AsyncSession, *, name: str) -> Account:
     return account
 
 
+async def update_account(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    name: str | None = None,
+    auto_create_customers: bool | None = None,
+) -> Account:
+    account = await session.get(Account, account_id, with_for_update=True)
+    if account is None:
+        raise NotFoundError("no such account")
+    if name is not None:
+        account.name = validation.required_text(name, field="name", max_length=200)
+    if auto_create_customers is not None:
+        account.auto_create_customers = auto_create_customers
+    await session.flush()
+    return account
+
+
 async def issue_api_key(
     session: AsyncSession, *, account_id: uuid.UUID, name: str, scope: ApiKeyScope
 ) -> IssuedKey:

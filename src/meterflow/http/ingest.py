@@ -1,0 +1,108 @@
+"""Amberflo-compatible REST ingest: POST /ingest, /ingest/ and /.
+
+Answers 200 `N records were ingested` (Amberflo's SDKs treat anything else as failure), 400 for
+a body that cannot be read or a batch with nothing usable, 401 for a bad key, 413 for size, and
+503 when the database is unavailable so producers retry (dedup makes retries safe).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from meterflow.db import is_transient, unit_of_work
+from meterflow.errors import AuthenticationError
+from meterflow.http import wire
+from meterflow.http.auth import presented_key
+from meterflow.services import accounts, ingestion
+from meterflow.services.ingestion import IngestReport, Status
+
+log = logging.getLogger("meterflow.ingest")
+
+
+def _problem(status: int, message: str, request: Request) -> Response:
+    if request.query_params.get("format") == "json":
+        return JSONResponse({"error": message}, status_code=status)
+    return PlainTextResponse(message, status_code=status)
+
+
+def _unavailable(request: Request) -> Response:
+    response = _problem(503, "the database is unavailable; retry shortly", request)
+    response.headers["Retry-After"] = "1"
+    return response
+
+
+def _report_response(report: IngestReport, request: Request) -> Response:
+    ingested = report.accepted + report.duplicates
+    status = 200 if ingested or not report.outcomes else 400
+    rejected = [o for o in report.outcomes if o.status is Status.REJECTED]
+    # Amberflo answers text even to its own SDK, which sends Accept: application/json; the
+    # structured report is opt-in so nothing that parses Amberflo's answer is surprised.
+    if request.query_params.get("format") == "json":
+        return JSONResponse(
+            {
+                "message": f"{ingested} records were ingested",
+                "accepted": report.accepted,
+                "duplicates": report.duplicates,
+                "rejected": report.rejected,
+                "rejections": [
+                    {
+                        "index": o.index,
+                        "uniqueId": o.unique_id,
+                        "code": o.code,
+                        "message": o.message,
+                    }
+                    for o in rejected
+                ],
+            },
+            status_code=status,
+        )
+    lines = [f"{ingested} records were ingested"]
+    lines += [f"record {o.index} rejected: {o.code}: {o.message}" for o in rejected]
+    return PlainTextResponse("\n".join(lines), status_code=status)
+
+
+async def ingest_endpoint(request: Request) -> Response:
+    state = request.app.state
+    secret = presented_key(request.headers)
+    if secret is None:
+        return _problem(401, "missing API key: send it in the X-API-KEY header", request)
+    try:
+        async with state.session_factory() as session:
+            principal = await accounts.authenticate(session, secret=secret)
+    except AuthenticationError:
+        return _problem(401, "invalid or revoked API key", request)
+    except Exception as exc:
+        if is_transient(exc):
+            return _unavailable(request)
+        raise
+
+    max_bytes = state.settings.max_request_bytes
+    try:
+        body = wire.decompress(
+            await request.body(), request.headers.get("content-encoding"), max_bytes
+        )
+        records = wire.decode(body, request.headers.get("content-type"))
+    except wire.BodyTooLarge as exc:
+        return _problem(413, str(exc), request)
+    except wire.WireFormatError as exc:
+        return _problem(400, str(exc), request)
+    if len(records) > ingestion.MAX_BATCH:
+        return _problem(413, str(ingestion.BatchTooLarge(len(records))), request)
+
+    try:
+        async with unit_of_work(state.session_factory) as session:
+            report = await ingestion.ingest(
+                session, account_id=principal.account_id, records=records, now=datetime.now(UTC)
+            )
+    except Exception as exc:
+        if is_transient(exc):
+            log.warning("ingest failed transiently: %s", type(exc).__name__)
+            return _unavailable(request)
+        raise
+    if report.accepted:
+        await state.jobs.request_rollup(principal.account_id)
+    return _report_response(report, request)

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+
+from meterflow.db import is_transient
+from meterflow.resolvers.base import Info, mutate, require_admin, require_principal
+from meterflow.schema.events import (
+    CancelledMeterEvents,
+    CancelResult,
+    IngestResult,
+    MeterEventConnection,
+    MeterEventFilter,
+    MeterEventInput,
+)
+from meterflow.services import events, ingestion
+from meterflow.services.pagination import page_size
+
+
+def _record(event: MeterEventInput) -> ingestion.RawRecord:
+    data: dict[str, Any] = {
+        "meterApiName": event.meter_api_name,
+        "customerId": event.customer_id,
+        "meterValue": event.meter_value,
+        "meterTimeInMillis": event.meter_time_in_millis,
+    }
+    if event.unique_id is not None:
+        data["uniqueId"] = event.unique_id
+    if event.dimensions is not None:
+        data["dimensions"] = event.dimensions
+    millis = event.meter_time_in_millis
+    raw = {**data, "meterTimeInMillis": int(millis) if float(millis).is_integer() else millis}
+    return ingestion.RawRecord(data, json.dumps(raw, ensure_ascii=False))
+
+
+@strawberry.type
+class EventQueries:
+    @strawberry.field(description="The By Event view: stored events in ingestion order.")
+    async def meter_events(
+        self,
+        info: Info,
+        filter: MeterEventFilter | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> MeterEventConnection:
+        principal = require_admin(info)
+        limit = page_size(first, maximum=info.context.max_page_size)
+        wanted = filter or MeterEventFilter()
+        async with info.context.session_factory() as session:
+            page = await events.list_events(
+                session,
+                account_id=principal.account_id,
+                filter=events.EventFilter(
+                    meter_api_name=wanted.meter_api_name,
+                    customer_id=wanted.customer_id,
+                    start_time=wanted.start_time,
+                    end_time=wanted.end_time,
+                    include_cancelled=wanted.include_cancelled,
+                ),
+                limit=limit,
+                after=after,
+            )
+        return MeterEventConnection.from_page(page)
+
+
+@strawberry.type
+class EventMutations:
+    @strawberry.mutation(description="Ingest a batch (≤ 10,000); one outcome per event.")
+    async def ingest_meter_events(self, info: Info, events: list[MeterEventInput]) -> IngestResult:
+        principal = require_principal(info)  # ingest-scoped keys may call this
+        if len(events) > ingestion.MAX_BATCH:
+            raise GraphQLError(
+                str(ingestion.BatchTooLarge(len(events))), extensions={"code": "BATCH_TOO_LARGE"}
+            )
+        try:
+            async with info.context.unit_of_work() as session:
+                report = await ingestion.ingest(
+                    session,
+                    account_id=principal.account_id,
+                    records=[_record(event) for event in events],
+                    now=datetime.now(UTC),
+                )
+        except Exception as exc:
+            if is_transient(exc):
+                raise GraphQLError(
+                    "the database is unavailable; retry shortly", extensions={"code": "UNAVAILABLE"}
+                ) from exc
+            raise
+        if report.accepted and info.context.jobs is not None:
+            await info.context.jobs.request_rollup(principal.account_id)
+        return IngestResult.from_report(report)
+
+    @strawberry.mutation(description="Exclude events from usage by uniqueId.")
+    async def cancel_meter_events(
+        self, info: Info, meter_api_name: str, unique_ids: list[str]
+    ) -> CancelResult:
+        result = await mutate(
+            info,
+            lambda session, principal: events.cancel_events(
+                session,
+                account_id=principal.account_id,
+                meter_api_name=meter_api_name,
+                unique_ids=unique_ids,
+            ),
+            lambda report: CancelledMeterEvents(
+                cancelled=report.cancelled,
+                already_cancelled=report.already_cancelled,
+                not_found=report.not_found,
+            ),
+        )
+        if isinstance(result, CancelledMeterEvents) and result.cancelled and info.context.jobs:
+            principal = require_admin(info)
+            await info.context.jobs.request_rollup(principal.account_id)
+        return result

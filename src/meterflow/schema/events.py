@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import enum
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+import strawberry
+from strawberry.scalars import JSON
+
+from meterflow.schema.errors import NotFoundProblem, ValidationProblem
+from meterflow.schema.pagination import PageInfo
+from meterflow.services import events
+from meterflow.services.ingestion import IngestReport, Outcome
+from meterflow.services.pagination import Page
+
+
+@strawberry.enum
+class EventOutcome(enum.Enum):
+    ACCEPTED = "ACCEPTED"
+    DUPLICATE = "DUPLICATE"
+    REJECTED = "REJECTED"
+
+
+@strawberry.input
+class MeterEventInput:
+    meter_api_name: str
+    customer_id: str
+    meter_value: float = strawberry.field(description="Finite; stored exactly as a decimal.")
+    meter_time_in_millis: float = strawberry.field(
+        description="Epoch milliseconds (a Float because they exceed 32-bit Int)."
+    )
+    unique_id: str | None = strawberry.field(
+        default=None, description="Dedup key within the meter; without it the whole record is."
+    )
+    dimensions: JSON | None = strawberry.field(default=None, description="String → string.")
+
+
+@strawberry.type
+class EventOutcomeRow:
+    index: int
+    unique_id: str | None
+    status: EventOutcome
+    code: str | None
+    message: str | None
+
+    @classmethod
+    def from_outcome(cls, outcome: Outcome) -> EventOutcomeRow:
+        return cls(
+            index=outcome.index,
+            unique_id=outcome.unique_id,
+            status=EventOutcome(outcome.status.value),
+            code=outcome.code,
+            message=outcome.message,
+        )
+
+
+@strawberry.type
+class IngestResult:
+    accepted: int
+    duplicates: int
+    rejected: int
+    outcomes: list[EventOutcomeRow] = strawberry.field(
+        description="One per input event, in input order."
+    )
+
+    @classmethod
+    def from_report(cls, report: IngestReport) -> IngestResult:
+        return cls(
+            accepted=report.accepted,
+            duplicates=report.duplicates,
+            rejected=report.rejected,
+            outcomes=[EventOutcomeRow.from_outcome(o) for o in report.outcomes],
+        )
+
+
+@strawberry.type
+class MeterEvent:
+    id: strawberry.ID = strawberry.field(description="The ingestion sequence number.")
+    meter_api_name: str
+    customer_id: str
+    meter_value: Decimal
+    event_time: datetime
+    meter_time_in_millis: float
+    unique_id: str | None
+    dimensions: JSON
+    payload: JSON = strawberry.field(description="The record exactly as it was ingested.")
+    ingested_at: datetime
+    cancelled_at: datetime | None
+
+    @classmethod
+    def from_stored(cls, event: events.StoredEvent) -> MeterEvent:
+        return cls(
+            id=strawberry.ID(str(event.seq)),
+            meter_api_name=event.meter_api_name,
+            customer_id=event.customer_id,
+            meter_value=event.value,
+            event_time=event.event_time,
+            meter_time_in_millis=event.event_time.timestamp() * 1000,
+            unique_id=event.unique_id,
+            dimensions=JSON(event.dimensions),
+            payload=JSON(json.loads(event.raw) if isinstance(event.raw, str) else event.raw),
+            ingested_at=event.ingested_at,
+            cancelled_at=event.cancelled_at,
+        )
+
+
+@strawberry.type
+class MeterEventEdge:
+    cursor: str
+    node: MeterEvent
+
+
+@strawberry.type
+class MeterEventConnection:
+    edges: list[MeterEventEdge]
+    page_info: PageInfo
+
+    @classmethod
+    def from_page(cls, page: Page[events.StoredEvent]) -> MeterEventConnection:
+        edges = [
+            MeterEventEdge(cursor=events.encode_seq_cursor(e.seq), node=MeterEvent.from_stored(e))
+            for e in page.items
+        ]
+        return cls(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
+
+
+@strawberry.input
+class MeterEventFilter:
+    meter_api_name: str | None = None
+    customer_id: str | None = None
+    start_time: datetime | None = strawberry.field(default=None, description="Event time, ≥.")
+    end_time: datetime | None = strawberry.field(default=None, description="Event time, <.")
+    include_cancelled: bool = False
+
+
+@strawberry.type
+class CancelledMeterEvents:
+    cancelled: list[str]
+    already_cancelled: list[str]
+    not_found: list[str]
+
+
+CancelResult = Annotated[
+    CancelledMeterEvents | NotFoundProblem | ValidationProblem, strawberry.union("CancelResult")
+]

@@ -1,0 +1,344 @@
+"""Ingest a batch of meter event records exactly once.
+
+Per batch, whatever its size: one query for the meters, one (or two) for the customers, one
+statement that claims identities and inserts the fresh events. Every record gets an outcome.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from meterflow.models import Account, Customer, Meter, MeterStatus, MeterType
+from meterflow.services.event_records import (
+    EventRecord,
+    RejectCode,
+    Rejection,
+    parse_record,
+)
+
+MAX_BATCH = 10_000
+
+
+class Status(enum.StrEnum):
+    ACCEPTED = "ACCEPTED"
+    DUPLICATE = "DUPLICATE"
+    REJECTED = "REJECTED"
+
+
+@dataclass(slots=True)
+class Outcome:
+    index: int
+    unique_id: str | None
+    status: Status
+    code: str | None = None
+    message: str | None = None
+
+
+@dataclass
+class IngestReport:
+    outcomes: list[Outcome]
+    # Customers whose usage changed: what the rollup and the live updates will care about.
+    customers: set[str] = field(default_factory=set)
+    meters: set[str] = field(default_factory=set)
+
+    def count(self, status: Status) -> int:
+        return sum(1 for outcome in self.outcomes if outcome.status is status)
+
+    @property
+    def accepted(self) -> int:
+        return self.count(Status.ACCEPTED)
+
+    @property
+    def duplicates(self) -> int:
+        return self.count(Status.DUPLICATE)
+
+    @property
+    def rejected(self) -> int:
+        return self.count(Status.REJECTED)
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidJson:
+    """A record that could not even be decoded (one bad NDJSON line)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A record as decoded from the wire, with its exact JSON text for the By Event view."""
+
+    data: Any
+    raw: str
+
+
+class BatchTooLarge(ValueError):
+    def __init__(self, size: int) -> None:
+        super().__init__(
+            f"the batch has {size} records; the limit is {MAX_BATCH} per request: split it"
+        )
+
+
+def check_against_meter(record: EventRecord, meter: Meter | None) -> Rejection | None:
+    if meter is None:
+        return Rejection(
+            RejectCode.UNKNOWN_METER, f"no meter {record.meter_api_name!r} in this account"
+        )
+    if meter.status is MeterStatus.DEPRECATED:
+        return Rejection(
+            RejectCode.DEPRECATED_METER,
+            f"meter {record.meter_api_name!r} is deprecated and takes no new events",
+        )
+    if meter.dimensions:
+        unknown = sorted(set(record.dimensions) - set(meter.dimensions))
+        if unknown:
+            return Rejection(
+                RejectCode.UNKNOWN_DIMENSION,
+                f"dimension {unknown[0]!r} is not one of meter "
+                f"{meter.meter_api_name!r}'s dimensions {list(meter.dimensions)}",
+            )
+    aggregation = meter.aggregation_dimension
+    if meter.meter_type is MeterType.UNIQUE_COUNT and aggregation:  # noqa: SIM102
+        if aggregation not in record.dimensions:
+            return Rejection(
+                RejectCode.MISSING_DIMENSION,
+                f"meter {meter.meter_api_name!r} counts distinct "
+                f"{meter.aggregation_dimension!r}: the event must carry it",
+            )
+    if meter.meter_type is MeterType.DURATION and record.value not in (0, 1):
+        return Rejection(
+            RejectCode.INVALID_VALUE,
+            "a DURATION meter takes 1 (the resource started) or 0 (it stopped), "
+            f"got {record.value}",
+        )
+    return None
+
+
+async def _meters_by_name(
+    session: AsyncSession, account_id: uuid.UUID, names: set[str]
+) -> dict[str, Meter]:
+    rows = await session.scalars(
+        select(Meter).where(
+            col(Meter.account_id) == account_id, col(Meter.meter_api_name).in_(names)
+        )
+    )
+    return {meter.meter_api_name: meter for meter in rows}
+
+
+async def _known_customers(
+    session: AsyncSession, account_id: uuid.UUID, customer_ids: set[str]
+) -> set[str]:
+    """The customer ids that exist, creating the missing ones when the account allows it."""
+    existing = set(
+        await session.scalars(
+            select(col(Customer.customer_id)).where(
+                col(Customer.account_id) == account_id,
+                col(Customer.customer_id).in_(customer_ids),
+            )
+        )
+    )
+    missing = customer_ids - existing
+    if not missing:
+        return existing
+    auto_create = await session.scalar(
+        select(col(Account.auto_create_customers)).where(col(Account.id) == account_id)
+    )
+    if not auto_create:
+        return existing
+    await session.execute(
+        insert(Customer)
+        .values(
+            [
+                {
+                    "account_id": account_id,
+                    "id": uuid.uuid4(),
+                    "customer_id": cid,
+                    "name": cid,
+                    "traits": {},
+                    "enabled": True,
+                }
+                for cid in sorted(missing)
+            ]
+        )
+        .on_conflict_do_nothing(constraint="uq_customers_account_customer_id")
+    )
+    return customer_ids
+
+
+# Identities are claimed first; only the rows whose identity was new are inserted. A duplicate
+# (from an earlier batch or a concurrent request) finds its identity taken and inserts nothing.
+INSERT_EVENTS = """
+WITH input AS (
+    SELECT nextval('meter_event_seq') AS seq, t.*
+    FROM unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::numeric[],
+                $7::text[], $8::jsonb[], $9::json[])
+         AS t(meter_id, customer_id, identity, event_time, value, unique_id, dimensions, raw)
+), fresh AS (
+    INSERT INTO meter_event_identities (account_id, meter_id, identity, event_time, seq)
+    SELECT $1, meter_id, identity, event_time, seq FROM input
+    -- One lock order for every batch, so concurrent batches never deadlock.
+    ORDER BY meter_id, identity
+    ON CONFLICT DO NOTHING
+    RETURNING meter_id, identity
+)
+INSERT INTO meter_events (account_id, seq, meter_id, customer_id, identity, event_time, value,
+                          unique_id, dimensions, raw)
+SELECT $1, i.seq, i.meter_id, i.customer_id, i.identity, i.event_time, i.value, i.unique_id,
+       i.dimensions, i.raw
+FROM input i JOIN fresh f ON f.meter_id = i.meter_id AND f.identity = i.identity
+RETURNING meter_id, identity
+"""
+
+_known_partitions: set[tuple[int, int]] = set()
+
+
+async def _ensure_partitions(driver: Any, times: Sequence[datetime]) -> None:
+    """Create the monthly partitions these times fall in (once per month per process)."""
+    months = {(t.year, t.month): t for t in times}
+    missing = [t for key, t in months.items() if key not in _known_partitions]
+    if missing:
+        await driver.execute(
+            "SELECT meterflow_ensure_event_partition(t) FROM unnest($1::timestamptz[]) AS t",
+            missing,
+        )
+        _known_partitions.update((t.year, t.month) for t in missing)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A valid record for a live meter, not repeated earlier in its batch."""
+
+    index: int
+    record: EventRecord
+    meter: Meter
+    identity: str
+
+
+def _parse_all(
+    records: Sequence[RawRecord], now: datetime
+) -> tuple[list[Outcome], list[tuple[int, EventRecord]]]:
+    outcomes: list[Outcome] = []
+    parsed: list[tuple[int, EventRecord]] = []
+    for index, raw in enumerate(records):
+        result = (
+            Rejection(RejectCode.MALFORMED_RECORD, f"not valid JSON: {raw.data.reason}")
+            if isinstance(raw.data, InvalidJson)
+            else parse_record(raw.data, raw.raw, now)
+        )
+        if isinstance(result, Rejection):
+            unique_id = raw.data.get("uniqueId") if isinstance(raw.data, dict) else None
+            outcomes.append(
+                Outcome(
+                    index,
+                    unique_id if isinstance(unique_id, str) else None,
+                    Status.REJECTED,
+                    result.code,
+                    result.message,
+                )
+            )
+        else:
+            outcomes.append(Outcome(index, result.unique_id, Status.ACCEPTED))
+            parsed.append((index, result))
+    return outcomes, parsed
+
+
+def _against_meters(
+    parsed: list[tuple[int, EventRecord]], meters: dict[str, Meter], outcomes: list[Outcome]
+) -> list[Candidate]:
+    candidates: list[Candidate] = []
+    seen: set[tuple[uuid.UUID, str]] = set()
+    for index, record in parsed:
+        meter = meters.get(record.meter_api_name)
+        rejection = check_against_meter(record, meter)
+        if rejection is not None or meter is None:
+            _reject(outcomes[index], rejection or Rejection(RejectCode.UNKNOWN_METER, ""))
+            continue
+        identity = record.identity
+        if (meter.id, identity) in seen:  # repeated inside this very batch
+            outcomes[index].status = Status.DUPLICATE
+            continue
+        seen.add((meter.id, identity))
+        candidates.append(Candidate(index, record, meter, identity))
+    return candidates
+
+
+async def ingest(
+    session: AsyncSession, *, account_id: uuid.UUID, records: Sequence[RawRecord], now: datetime
+) -> IngestReport:
+    if len(records) > MAX_BATCH:
+        raise BatchTooLarge(len(records))
+    outcomes, parsed = _parse_all(records, now)
+    report = IngestReport(outcomes)
+    if not parsed:
+        return report
+
+    meters = await _meters_by_name(session, account_id, {r.meter_api_name for _, r in parsed})
+    candidates = _against_meters(parsed, meters, outcomes)
+    if not candidates:
+        return report
+
+    known = await _known_customers(session, account_id, {c.record.customer_id for c in candidates})
+    for candidate in candidates:
+        if candidate.record.customer_id not in known:
+            _reject(
+                outcomes[candidate.index],
+                Rejection(
+                    RejectCode.UNKNOWN_CUSTOMER,
+                    f"no customer {candidate.record.customer_id!r}, and this account does not "
+                    "create customers from events",
+                ),
+            )
+    candidates = [c for c in candidates if c.record.customer_id in known]
+    if not candidates:
+        return report
+
+    driver = await _driver_connection(session)
+    await _ensure_partitions(driver, [c.record.time for c in candidates])
+    inserted = await driver.fetch(
+        INSERT_EVENTS,
+        account_id,
+        [c.meter.id for c in candidates],
+        [c.record.customer_id for c in candidates],
+        [c.identity for c in candidates],
+        [c.record.time for c in candidates],
+        [c.record.value for c in candidates],
+        [c.record.unique_id for c in candidates],
+        [_json_object(c.record.dimensions) for c in candidates],
+        [c.record.raw for c in candidates],
+    )
+    fresh = {(row["meter_id"], row["identity"]) for row in inserted}
+    for candidate in candidates:
+        if (candidate.meter.id, candidate.identity) in fresh:
+            report.customers.add(candidate.record.customer_id)
+            report.meters.add(candidate.meter.meter_api_name)
+        else:  # taken by an earlier batch, or a concurrent one that committed first
+            outcomes[candidate.index].status = Status.DUPLICATE
+    return report
+
+
+def _reject(outcome: Outcome, rejection: Rejection) -> None:
+    outcome.status = Status.REJECTED
+    outcome.code = rejection.code
+    outcome.message = rejection.message
+
+
+def _json_object(mapping: dict[str, str]) -> str:
+    return json.dumps(mapping, ensure_ascii=False, separators=(",", ":"))
+
+
+async def _driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session's transaction, for array-bound bulk SQL."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection
