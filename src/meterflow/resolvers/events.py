@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import strawberry
 from graphql import GraphQLError
 
@@ -34,7 +34,7 @@ def _record(event: MeterEventInput) -> ingestion.RawRecord:
         data["dimensions"] = event.dimensions
     millis = event.meter_time_in_millis
     raw = {**data, "meterTimeInMillis": int(millis) if float(millis).is_integer() else millis}
-    return ingestion.RawRecord(data, json.dumps(raw, ensure_ascii=False))
+    return ingestion.RawRecord(data, orjson.dumps(raw).decode())
 
 
 @strawberry.type

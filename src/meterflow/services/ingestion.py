@@ -1,31 +1,27 @@
 """Ingest a batch of meter event records exactly once.
 
-Per batch, whatever its size: one query for the meters, one (or two) for the customers, one
-statement that claims identities and inserts the fresh events. Every record gets an outcome.
+Per batch, whatever its size: one query for the meters, at most two for customers (none once
+they are known), one statement that claims identities and inserts the fresh events. Every
+record gets an outcome.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+import orjson
+from sqlalchemy import Text, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from meterflow.models import Account, Customer, Meter, MeterStatus, MeterType
-from meterflow.services.event_records import (
-    EventRecord,
-    RejectCode,
-    Rejection,
-    parse_record,
-)
+from meterflow.services.event_records import EventRecord, RejectCode, Rejection, parse_record
 
 MAX_BATCH = 10_000
 
@@ -48,7 +44,7 @@ class Outcome:
 @dataclass
 class IngestReport:
     outcomes: list[Outcome]
-    # Customers whose usage changed: what the rollup and the live updates will care about.
+    # Customers and meters whose usage changed: what rollups and live updates care about.
     customers: set[str] = field(default_factory=set)
     meters: set[str] = field(default_factory=set)
 
@@ -77,7 +73,7 @@ class InvalidJson:
 
 @dataclass(frozen=True, slots=True)
 class RawRecord:
-    """A record as decoded from the wire, with its exact JSON text for the By Event view."""
+    """A record as decoded from the wire, with its JSON text for the By Event view."""
 
     data: Any
     raw: str
@@ -90,7 +86,32 @@ class BatchTooLarge(ValueError):
         )
 
 
-def check_against_meter(record: EventRecord, meter: Meter | None) -> Rejection | None:
+@dataclass(frozen=True, slots=True)
+class MeterRules:
+    """What ingestion needs of a meter, as plain data (ORM attribute access is slow per event)."""
+
+    id: uuid.UUID
+    meter_api_name: str
+    status: MeterStatus
+    meter_type: MeterType
+    dimensions: tuple[str, ...]
+    allowed: frozenset[str]
+    aggregation_dimension: str | None
+
+    @classmethod
+    def of(cls, meter: Meter) -> MeterRules:
+        return cls(
+            id=meter.id,
+            meter_api_name=meter.meter_api_name,
+            status=meter.status,
+            meter_type=meter.meter_type,
+            dimensions=tuple(meter.dimensions),
+            allowed=frozenset(meter.dimensions),
+            aggregation_dimension=meter.aggregation_dimension,
+        )
+
+
+def check_against_meter(record: EventRecord, meter: MeterRules | None) -> Rejection | None:
     if meter is None:
         return Rejection(
             RejectCode.UNKNOWN_METER, f"no meter {record.meter_api_name!r} in this account"
@@ -100,22 +121,24 @@ def check_against_meter(record: EventRecord, meter: Meter | None) -> Rejection |
             RejectCode.DEPRECATED_METER,
             f"meter {record.meter_api_name!r} is deprecated and takes no new events",
         )
-    if meter.dimensions:
-        unknown = sorted(set(record.dimensions) - set(meter.dimensions))
-        if unknown:
-            return Rejection(
-                RejectCode.UNKNOWN_DIMENSION,
-                f"dimension {unknown[0]!r} is not one of meter "
-                f"{meter.meter_api_name!r}'s dimensions {list(meter.dimensions)}",
-            )
+    if meter.allowed and record.dimensions and not meter.allowed.issuperset(record.dimensions):
+        unknown = sorted(set(record.dimensions) - meter.allowed)
+        return Rejection(
+            RejectCode.UNKNOWN_DIMENSION,
+            f"dimension {unknown[0]!r} is not one of meter "
+            f"{meter.meter_api_name!r}'s dimensions {list(meter.dimensions)}",
+        )
     aggregation = meter.aggregation_dimension
-    if meter.meter_type is MeterType.UNIQUE_COUNT and aggregation:  # noqa: SIM102
-        if aggregation not in record.dimensions:
-            return Rejection(
-                RejectCode.MISSING_DIMENSION,
-                f"meter {meter.meter_api_name!r} counts distinct "
-                f"{meter.aggregation_dimension!r}: the event must carry it",
-            )
+    if (
+        meter.meter_type is MeterType.UNIQUE_COUNT
+        and aggregation
+        and aggregation not in record.dimensions
+    ):
+        return Rejection(
+            RejectCode.MISSING_DIMENSION,
+            f"meter {meter.meter_api_name!r} counts distinct {aggregation!r}: "
+            "the event must carry it",
+        )
     if meter.meter_type is MeterType.DURATION and record.value not in (0, 1):
         return Rejection(
             RejectCode.INVALID_VALUE,
@@ -125,37 +148,78 @@ def check_against_meter(record: EventRecord, meter: Meter | None) -> Rejection |
     return None
 
 
+class KnownCustomers:
+    """Customer ids seen to exist, per account, in this process.
+
+    Customers are never deleted, so a hit is always true; a miss only means asking the
+    database. Bounded: cleared when it grows past `limit` ids.
+    """
+
+    def __init__(self, limit: int = 500_000) -> None:
+        self.limit = limit
+        self._known: dict[uuid.UUID, set[str]] = {}
+        self._size = 0
+
+    def unsure(self, account_id: uuid.UUID, customer_ids: set[str]) -> set[str]:
+        return customer_ids - self._known.get(account_id, set())
+
+    def add(self, account_id: uuid.UUID, customer_ids: set[str]) -> None:
+        if self._size + len(customer_ids) > self.limit:
+            self._known.clear()
+            self._size = 0
+        known = self._known.setdefault(account_id, set())
+        before = len(known)
+        known |= customer_ids
+        self._size += len(known) - before
+
+
+known_customers = KnownCustomers()
+
+
+def text_array(values: set[str]) -> Any:
+    """One array parameter (`= ANY(:p)`), not an IN list of a thousand compiled parameters."""
+    return bindparam(None, sorted(values), type_=ARRAY(Text))
+
+
 async def _meters_by_name(
     session: AsyncSession, account_id: uuid.UUID, names: set[str]
-) -> dict[str, Meter]:
+) -> dict[str, MeterRules]:
+    # Read per batch, never cached: a deprecation must take effect on the next request.
     rows = await session.scalars(
         select(Meter).where(
-            col(Meter.account_id) == account_id, col(Meter.meter_api_name).in_(names)
+            col(Meter.account_id) == account_id,
+            col(Meter.meter_api_name) == any_(text_array(names)),
         )
     )
-    return {meter.meter_api_name: meter for meter in rows}
+    return {meter.meter_api_name: MeterRules.of(meter) for meter in rows}
 
 
 async def _known_customers(
     session: AsyncSession, account_id: uuid.UUID, customer_ids: set[str]
 ) -> set[str]:
     """The customer ids that exist, creating the missing ones when the account allows it."""
+    unsure = known_customers.unsure(account_id, customer_ids)
+    if not unsure:
+        return customer_ids
     existing = set(
         await session.scalars(
             select(col(Customer.customer_id)).where(
                 col(Customer.account_id) == account_id,
-                col(Customer.customer_id).in_(customer_ids),
+                col(Customer.customer_id) == any_(text_array(unsure)),
             )
         )
     )
-    missing = customer_ids - existing
+    # Rows that already exist are safe to remember now; ones created below only after commit
+    # (the transaction may roll back), which the next batch's lookup takes care of.
+    known_customers.add(account_id, existing)
+    missing = unsure - existing
     if not missing:
-        return existing
+        return customer_ids
     auto_create = await session.scalar(
         select(col(Account.auto_create_customers)).where(col(Account.id) == account_id)
     )
     if not auto_create:
-        return existing
+        return customer_ids - missing
     await session.execute(
         insert(Customer)
         .values(
@@ -163,12 +227,12 @@ async def _known_customers(
                 {
                     "account_id": account_id,
                     "id": uuid.uuid4(),
-                    "customer_id": cid,
-                    "name": cid,
+                    "customer_id": customer_id,
+                    "name": customer_id,  # Amberflo names auto-created customers by their id
                     "traits": {},
                     "enabled": True,
                 }
-                for cid in sorted(missing)
+                for customer_id in sorted(missing)
             ]
         )
         .on_conflict_do_nothing(constraint="uq_customers_account_customer_id")
@@ -178,12 +242,13 @@ async def _known_customers(
 
 # Identities are claimed first; only the rows whose identity was new are inserted. A duplicate
 # (from an earlier batch or a concurrent request) finds its identity taken and inserts nothing.
+# RETURNING gives the input positions of the inserted rows.
 INSERT_EVENTS = """
 WITH input AS (
     SELECT nextval('meter_event_seq') AS seq, t.*
     FROM unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::numeric[],
-                $7::text[], $8::jsonb[], $9::json[])
-         AS t(meter_id, customer_id, identity, event_time, value, unique_id, dimensions, raw)
+                $7::text[], $8::jsonb[], $9::json[]) WITH ORDINALITY
+         AS t(meter_id, customer_id, identity, event_time, value, unique_id, dimensions, raw, n)
 ), fresh AS (
     INSERT INTO meter_event_identities (account_id, meter_id, identity, event_time, seq)
     SELECT $1, meter_id, identity, event_time, seq FROM input
@@ -191,13 +256,15 @@ WITH input AS (
     ORDER BY meter_id, identity
     ON CONFLICT DO NOTHING
     RETURNING meter_id, identity
+), inserted AS (
+    INSERT INTO meter_events (account_id, seq, meter_id, customer_id, identity, event_time,
+                              value, unique_id, dimensions, raw)
+    SELECT $1, i.seq, i.meter_id, i.customer_id, i.identity, i.event_time, i.value,
+           i.unique_id, i.dimensions, i.raw
+    FROM input i JOIN fresh f ON f.meter_id = i.meter_id AND f.identity = i.identity
+    RETURNING seq
 )
-INSERT INTO meter_events (account_id, seq, meter_id, customer_id, identity, event_time, value,
-                          unique_id, dimensions, raw)
-SELECT $1, i.seq, i.meter_id, i.customer_id, i.identity, i.event_time, i.value, i.unique_id,
-       i.dimensions, i.raw
-FROM input i JOIN fresh f ON f.meter_id = i.meter_id AND f.identity = i.identity
-RETURNING meter_id, identity
+SELECT array_agg(i.n) FROM inserted JOIN input i USING (seq)
 """
 
 _known_partitions: set[tuple[int, int]] = set()
@@ -221,7 +288,7 @@ class Candidate:
 
     index: int
     record: EventRecord
-    meter: Meter
+    meter: MeterRules
     identity: str
 
 
@@ -254,16 +321,19 @@ def _parse_all(
 
 
 def _against_meters(
-    parsed: list[tuple[int, EventRecord]], meters: dict[str, Meter], outcomes: list[Outcome]
+    parsed: list[tuple[int, EventRecord]],
+    meters: dict[str, MeterRules],
+    outcomes: list[Outcome],
 ) -> list[Candidate]:
     candidates: list[Candidate] = []
     seen: set[tuple[uuid.UUID, str]] = set()
     for index, record in parsed:
         meter = meters.get(record.meter_api_name)
         rejection = check_against_meter(record, meter)
-        if rejection is not None or meter is None:
-            _reject(outcomes[index], rejection or Rejection(RejectCode.UNKNOWN_METER, ""))
+        if rejection is not None:
+            _reject(outcomes[index], rejection)
             continue
+        assert meter is not None
         identity = record.identity
         if (meter.id, identity) in seen:  # repeated inside this very batch
             outcomes[index].status = Status.DUPLICATE
@@ -305,7 +375,7 @@ async def ingest(
 
     driver = await _driver_connection(session)
     await _ensure_partitions(driver, [c.record.time for c in candidates])
-    inserted = await driver.fetch(
+    positions = await driver.fetchval(
         INSERT_EVENTS,
         account_id,
         [c.meter.id for c in candidates],
@@ -314,15 +384,15 @@ async def ingest(
         [c.record.time for c in candidates],
         [c.record.value for c in candidates],
         [c.record.unique_id for c in candidates],
-        [_json_object(c.record.dimensions) for c in candidates],
+        [orjson.dumps(c.record.dimensions).decode() for c in candidates],
         [c.record.raw for c in candidates],
     )
-    fresh = {(row["meter_id"], row["identity"]) for row in inserted}
-    for candidate in candidates:
-        if (candidate.meter.id, candidate.identity) in fresh:
+    fresh = set(positions or ())
+    for position, candidate in enumerate(candidates, 1):
+        if position in fresh:
             report.customers.add(candidate.record.customer_id)
             report.meters.add(candidate.meter.meter_api_name)
-        else:  # taken by an earlier batch, or a concurrent one that committed first
+        else:  # taken by an earlier batch, or by a concurrent one that committed first
             outcomes[candidate.index].status = Status.DUPLICATE
     return report
 
@@ -331,10 +401,6 @@ def _reject(outcome: Outcome, rejection: Rejection) -> None:
     outcome.status = Status.REJECTED
     outcome.code = rejection.code
     outcome.message = rejection.message
-
-
-def _json_object(mapping: dict[str, str]) -> str:
-    return json.dumps(mapping, ensure_ascii=False, separators=(",", ":"))
 
 
 async def _driver_connection(session: AsyncSession) -> Any:

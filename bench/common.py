@@ -1,0 +1,133 @@
+"""Shared set-up for the benchmarks: a bench database, a real server process, an account."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from sqlalchemy import text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from meterflow.db import create_engine, create_session_factory, unit_of_work  # noqa: E402
+from meterflow.migrations import upgrade  # noqa: E402
+from meterflow.models import ApiKeyScope  # noqa: E402
+from meterflow.services import accounts  # noqa: E402
+
+ADMIN_URL = os.environ.get(
+    "METERFLOW_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("METERFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/8")
+
+
+def database_url(name: str) -> str:
+    return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+async def fresh_database(name: str) -> str:
+    engine = create_engine(ADMIN_URL, pool_size=1).execution_options(isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await engine.dispose()
+    url = database_url(name)
+    await asyncio.to_thread(upgrade, url)
+    return url
+
+
+async def new_account(url: str) -> tuple[str, str]:
+    engine = create_engine(url, pool_size=1)
+    async with unit_of_work(create_session_factory(engine)) as session:
+        account = await accounts.create_account(session, name="bench")
+        key = await accounts.issue_api_key(
+            session, account_id=account.id, name="bench", scope=ApiKeyScope.ADMIN
+        )
+    await engine.dispose()
+    return str(account.id), key.secret
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def server(url: str, *, extra_env: dict[str, str] | None = None) -> Iterator[str]:
+    """One `meterflow serve` process (one uvicorn worker), as the targets specify."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "METERFLOW_DATABASE_URL": url,
+        "METERFLOW_REDIS_URL": REDIS_URL,
+        "METERFLOW_LOG_LEVEL": "warning",
+        **(extra_env or {}),
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "meterflow.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        cwd=ROOT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def graphql(
+    client: httpx.AsyncClient, key: str, query: str, variables: dict | None = None
+) -> dict:  # type: ignore[type-arg]
+    response = await client.post(
+        "/graphql", json={"query": query, "variables": variables or {}}, headers={"X-API-Key": key}
+    )
+    body = response.json()
+    if "errors" in body:
+        raise RuntimeError(json.dumps(body["errors"]))
+    return body["data"]  # type: ignore[no-any-return]
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(latencies_ms: list[float]) -> str:
+    return (
+        f"p50 {percentile(latencies_ms, 50):7.1f} ms  p99 {percentile(latencies_ms, 99):7.1f}"
+        f" ms  mean {statistics.fmean(latencies_ms):7.1f} ms"
+    )
