@@ -67,6 +67,12 @@ def database_url(test_services: TestServices) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_url(test_services: TestServices) -> str:
+    """The test Redis database, emptied first: jobs queued by an earlier run must not leak in."""
+    import redis
+
+    client = redis.Redis.from_url(test_services.redis_url)
+    client.flushdb()
+    client.close()
     return test_services.redis_url
 
 

@@ -75,12 +75,17 @@ def test_schema_prints_the_sdl(server_env: dict[str, str]) -> None:
     assert (ROOT / "schema.graphql").read_text() == result.stdout
 
 
-def test_worker_process_runs_and_stops_cleanly(server: str, server_env: dict[str, str]) -> None:
-    """`meterflow worker` against the environment's Redis: its heartbeat reaches /healthz."""
+def test_worker_process_runs_and_stops_cleanly(
+    server: str, server_env: dict[str, str], redis_url: str
+) -> None:
+    """`meterflow worker` against the environment's Redis: its own heartbeat appears, and
+    /healthz counts it."""
     import signal
+    import socket
     import time
 
-    before = httpx.get(f"{server}/healthz").json()["workers"]
+    import redis
+
     worker = subprocess.Popen(
         [sys.executable, "-m", "meterflow.cli", "worker"],
         env=server_env,
@@ -89,14 +94,18 @@ def test_worker_process_runs_and_stops_cleanly(server: str, server_env: dict[str
         stderr=subprocess.STDOUT,
         text=True,
     )
+    key = f"mf:worker:heartbeat:{socket.gethostname()}:{worker.pid}"
+    client = redis.Redis.from_url(redis_url)
     try:
         deadline = time.monotonic() + 20
-        while httpx.get(f"{server}/healthz").json()["workers"] <= before:
+        while not client.exists(key):
             assert worker.poll() is None, worker.communicate()[0]
             assert time.monotonic() < deadline, "the worker never reported a heartbeat"
             time.sleep(0.2)
+        assert httpx.get(f"{server}/healthz").json()["workers"] >= 1
     finally:
         worker.send_signal(signal.SIGTERM)
         out, _ = worker.communicate(timeout=30)
+        client.close()
     assert worker.returncode == 0, out
     assert "Traceback" not in out

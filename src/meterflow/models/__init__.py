@@ -5,6 +5,12 @@ from meterflow.models.api_key import ApiKey, ApiKeyScope
 from meterflow.models.customer import Customer
 from meterflow.models.meter import Meter, MeterStatus, MeterType
 from meterflow.models.meter_event import MeterEvent, MeterEventIdentity
+from meterflow.models.usage import (
+    UsageDistinctValue,
+    UsageDurationInterval,
+    UsageRollup,
+    UsageWatermark,
+)
 
 __all__ = [
     "Account",
@@ -16,4 +22,8 @@ __all__ = [
     "MeterEventIdentity",
     "MeterStatus",
     "MeterType",
+    "UsageDistinctValue",
+    "UsageDurationInterval",
+    "UsageRollup",
+    "UsageWatermark",
 ]

@@ -43,6 +43,13 @@ class MeterEvent(SQLModel, table=True):
         Index("ix_meter_events_account_seq", "account_id", "seq"),
         # Rollup worker: what committed since the account's watermark (a transaction id).
         Index("ix_meter_events_account_xid", "account_id", "ingest_xid"),
+        # Rollup worker: cancellations since the watermark (rare, so a partial index).
+        Index(
+            "ix_meter_events_account_cancel_xid",
+            "account_id",
+            "cancel_xid",
+            postgresql_where=text("cancel_xid IS NOT NULL"),
+        ),
         {"postgresql_partition_by": "RANGE (event_time)"},
     )
 

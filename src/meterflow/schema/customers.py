@@ -1,14 +1,18 @@
 from __future__ import annotations
 
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime
 from typing import Annotated
 
 import strawberry
 from strawberry.scalars import JSON
 
 from meterflow import models
+from meterflow.schema.enums import MeterType
 from meterflow.schema.errors import ConflictProblem, NotFoundProblem, ValidationProblem
 from meterflow.schema.pagination import PageInfo
+from meterflow.schema.usage import MeterUsage
+from meterflow.services.current_usage import current_usage
 from meterflow.services.pagination import Page, encode_cursor
 
 
@@ -22,6 +26,28 @@ class Customer:
     enabled: bool
     created_at: datetime
     updated_at: datetime
+    account_id: strawberry.Private[uuid.UUID]
+
+    @strawberry.field(description="Usage so far in the current period, per meter.")
+    async def current_usage(self, info: strawberry.Info) -> list[MeterUsage]:
+        async with info.context.session_factory() as session:
+            totals = await current_usage(
+                session,
+                account_id=self.account_id,
+                customer_id=self.customer_id,
+                now=datetime.now(UTC),
+            )
+        return [
+            MeterUsage(
+                meter_api_name=t.meter_api_name,
+                meter_type=MeterType(t.meter_type),
+                unit=t.unit,
+                value=t.value,
+                period_start=t.period_start,
+                period_end=t.period_end,
+            )
+            for t in totals
+        ]
 
     @classmethod
     def from_model(cls, row: models.Customer) -> Customer:
@@ -34,6 +60,7 @@ class Customer:
             enabled=row.enabled,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            account_id=row.account_id,
         )
 
 

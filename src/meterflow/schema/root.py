@@ -14,10 +14,13 @@ from meterflow.resolvers.accounts import AccountMutations, AccountQueries
 from meterflow.resolvers.customers import CustomerMutations, CustomerQueries
 from meterflow.resolvers.events import EventMutations, EventQueries
 from meterflow.resolvers.meters import MeterMutations, MeterQueries
+from meterflow.resolvers.usage import UsageQueries
 
 log = logging.getLogger("meterflow.graphql")
 
-Query = merge_types("Query", (AccountQueries, CustomerQueries, MeterQueries, EventQueries))
+Query = merge_types(
+    "Query", (AccountQueries, CustomerQueries, MeterQueries, EventQueries, UsageQueries)
+)
 Mutation = merge_types(
     "Mutation", (AccountMutations, CustomerMutations, MeterMutations, EventMutations)
 )

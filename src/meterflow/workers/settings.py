@@ -5,27 +5,44 @@ from __future__ import annotations
 from typing import Any
 
 from arq import cron
-from arq.worker import Worker
+from arq.worker import Worker, func
 
 from meterflow.config import Settings
 from meterflow.db import create_engine, create_session_factory
-from meterflow.jobs import redis_settings
+from meterflow.jobs import ROLLUP_JOB, JobQueue, redis_settings
 from meterflow.workers.heartbeat import heartbeat
+from meterflow.workers.rollup import sweep_rollups, usage_rollup
 
-FUNCTIONS: list[Any] = [heartbeat]
+FUNCTIONS: list[Any] = [
+    heartbeat,
+    # keep_result=0 frees the deterministic job id at once, so the next burst can enqueue.
+    func(usage_rollup, name=ROLLUP_JOB, keep_result=0, max_tries=5),
+]
 CRON_JOBS = [
     # Every 30 s, and once at start-up: a worker is visible within a second of starting.
     cron(heartbeat, name="cron:heartbeat", second={0, 30}, run_at_startup=True, keep_result=0),
+    # The safety net behind enqueue-after-commit: every 5 s.
+    cron(
+        sweep_rollups,
+        name="cron:sweep_rollups",
+        second=set(range(0, 60, 5)),
+        run_at_startup=True,
+        keep_result=0,
+        unique=True,
+    ),
 ]
 
 
 def build_worker(settings: Settings, *, handle_signals: bool = True, burst: bool = False) -> Worker:
     engine = create_engine(settings.database_url, pool_size=5)
+    jobs = JobQueue(settings.redis_url)
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["session_factory"] = create_session_factory(engine)
+        ctx["jobs"] = jobs
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        await jobs.close()
         await engine.dispose()
 
     return Worker(
@@ -38,4 +55,6 @@ def build_worker(settings: Settings, *, handle_signals: bool = True, burst: bool
         burst=burst,
         keep_result=0,
         max_jobs=20,
+        # Freshness: a queued rollup starts within ~50 ms, not arq's default 0.5 s.
+        poll_delay=0.05,
     )

@@ -1,0 +1,304 @@
+"""The rollup of one account's new events into hourly usage, exactly once.
+
+One run, one transaction, under a per-account advisory lock:
+  1. watermark W (xid8) ← usage_watermarks;  X ← pg_snapshot_xmin(now): every transaction below
+     X has finished, so the events with ingest_xid in [W, X) are all there will ever be.
+     (A sequence number could not do this: commit order is not sequence order.)
+  2. bound the run to about `max_events` events (whole transactions only);
+  3. hours touched by cancellations are recomputed from raw events; every other new event is
+     added to its hour incrementally (sum, count, max, latest; distinct values; intervals);
+  4. W ← X', in the same transaction as the rollups: a crash loses nothing and a second run
+     finds nothing new, so nothing is ever counted twice.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+DEFAULT_MAX_EVENTS = 50_000
+
+# The rows of [W, X') that are not cancelled, bucketed by hour (UTC whatever the session says).
+NEW_EVENTS = """
+    SELECT e.*, date_trunc('hour', e.event_time, 'UTC') AS hour
+    FROM meter_events e
+    WHERE e.account_id = :account_id
+      AND e.ingest_xid >= CAST(:low AS xid8) AND e.ingest_xid < CAST(:high AS xid8)
+      AND e.cancelled_at IS NULL
+      AND (e.meter_id, e.customer_id, date_trunc('hour', e.event_time, 'UTC'))
+          NOT IN (SELECT * FROM recompute)
+"""
+
+# Everything below X' in the recomputed hours, from scratch.
+RECOMPUTED_EVENTS = """
+    SELECT e.*, r.hour
+    FROM recompute r JOIN meter_events e
+      ON e.account_id = :account_id AND e.meter_id = r.meter_id AND e.customer_id = r.customer_id
+     AND e.event_time >= r.hour AND e.event_time < r.hour + interval '1 hour'
+    WHERE e.ingest_xid < CAST(:high AS xid8) AND e.cancelled_at IS NULL
+"""
+
+AGGREGATE = """
+    SELECT :account_id AS account_id, meter_id, customer_id, hour, dimensions,
+           sum(value) AS sum, count(*) AS count, max(value) AS max,
+           (array_agg(event_time ORDER BY event_time DESC, seq DESC))[1] AS latest_time,
+           (array_agg(seq ORDER BY event_time DESC, seq DESC))[1] AS latest_seq,
+           (array_agg(value ORDER BY event_time DESC, seq DESC))[1] AS latest_value
+    FROM ({source}) AS ev
+    GROUP BY meter_id, customer_id, hour, dimensions
+"""
+
+UPSERT_ROLLUPS = """
+    INSERT INTO usage_rollups (account_id, meter_id, customer_id, hour, dimensions, sum, count,
+                               max, latest_time, latest_seq, latest_value)
+    SELECT account_id, meter_id, customer_id, hour, dimensions, sum, count, max, latest_time,
+           latest_seq, latest_value
+    FROM ({aggregate}) AS agg
+    ON CONFLICT (account_id, meter_id, customer_id, hour, dimensions) DO UPDATE SET
+        sum = usage_rollups.sum + excluded.sum,
+        count = usage_rollups.count + excluded.count,
+        max = greatest(usage_rollups.max, excluded.max),
+        latest_time = CASE WHEN (excluded.latest_time, excluded.latest_seq)
+                                > (usage_rollups.latest_time, usage_rollups.latest_seq)
+                           THEN excluded.latest_time ELSE usage_rollups.latest_time END,
+        latest_value = CASE WHEN (excluded.latest_time, excluded.latest_seq)
+                                 > (usage_rollups.latest_time, usage_rollups.latest_seq)
+                            THEN excluded.latest_value ELSE usage_rollups.latest_value END,
+        latest_seq = CASE WHEN (excluded.latest_time, excluded.latest_seq)
+                               > (usage_rollups.latest_time, usage_rollups.latest_seq)
+                          THEN excluded.latest_seq ELSE usage_rollups.latest_seq END
+"""
+
+INSERT_DISTINCT = """
+    INSERT INTO usage_distinct_values (account_id, meter_id, customer_id, hour, dimensions, value)
+    SELECT :account_id, ev.meter_id, ev.customer_id, ev.hour, ev.dimensions,
+           ev.dimensions ->> m.aggregation_dimension
+    FROM ({source}) AS ev
+    JOIN meters m ON m.account_id = :account_id AND m.id = ev.meter_id
+    WHERE m.meter_type = 'UNIQUE_COUNT' AND ev.dimensions ? m.aggregation_dimension
+    ON CONFLICT DO NOTHING
+"""
+
+
+@dataclass
+class RollupResult:
+    events: int = 0
+    more: bool = False
+    # (meter_id, customer_id) pairs whose usage changed: for re-rating and live updates.
+    touched: set[tuple[uuid.UUID, str]] = field(default_factory=set)
+
+
+async def _scalar(session: AsyncSession, sql: str, **params: Any) -> Any:
+    return (await session.execute(text(sql), params)).scalar()
+
+
+async def rollup_account(
+    session: AsyncSession, *, account_id: uuid.UUID, max_events: int = DEFAULT_MAX_EVENTS
+) -> RollupResult:
+    """Roll up one bounded step of an account's new events. The caller commits."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"meterflow:rollup:{account_id}"},
+    )
+    if not await _scalar(
+        session, "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = :a)", a=account_id
+    ):
+        return RollupResult()  # a job outliving its account: nothing to do
+    # xid8 values travel as Python ints (asyncpg's codec).
+    low = int(
+        await _scalar(
+            session,
+            "SELECT coalesce((SELECT xid FROM usage_watermarks WHERE account_id = :a), '0'::xid8)",
+            a=account_id,
+        )
+    )
+    high = int(await _scalar(session, "SELECT pg_snapshot_xmin(pg_current_snapshot())"))
+    # Bound the step at a transaction boundary: stop before the xid of the n-th new event.
+    cutoff = await _scalar(
+        session,
+        "SELECT ingest_xid FROM meter_events WHERE account_id = :a "
+        "AND ingest_xid >= CAST(:low AS xid8) AND ingest_xid < CAST(:high AS xid8) "
+        "ORDER BY ingest_xid OFFSET :n LIMIT 1",
+        a=account_id,
+        low=low,
+        high=high,
+        n=max_events,
+    )
+    result = RollupResult()
+    if cutoff is not None:
+        result.more = True
+        # One transaction bigger than the bound is still taken whole.
+        high = int(cutoff) if int(cutoff) > low else low + 1
+    if high <= low:
+        return result
+
+    params = {"account_id": account_id, "low": low, "high": high}
+    await session.execute(text("DROP TABLE IF EXISTS recompute"))
+    await session.execute(
+        text(
+            "CREATE TEMP TABLE recompute ON COMMIT DROP AS "
+            "SELECT DISTINCT meter_id, customer_id, date_trunc('hour', event_time, 'UTC') AS hour "
+            "FROM meter_events WHERE account_id = :account_id "
+            "AND cancel_xid >= CAST(:low AS xid8) AND cancel_xid < CAST(:high AS xid8)"
+        ),
+        params,
+    )
+
+    # Hours touched by cancellations: drop and rebuild from raw events below X'.
+    await session.execute(
+        text(
+            "DELETE FROM usage_rollups u USING recompute r WHERE u.account_id = :account_id "
+            "AND u.meter_id = r.meter_id AND u.customer_id = r.customer_id AND u.hour = r.hour"
+        ),
+        params,
+    )
+    await session.execute(
+        text(
+            "DELETE FROM usage_distinct_values u USING recompute r "
+            "WHERE u.account_id = :account_id AND u.meter_id = r.meter_id "
+            "AND u.customer_id = r.customer_id AND u.hour = r.hour"
+        ),
+        params,
+    )
+    for source in (RECOMPUTED_EVENTS, NEW_EVENTS):
+        aggregate = AGGREGATE.format(source=source)
+        await session.execute(text(UPSERT_ROLLUPS.format(aggregate=aggregate)), params)
+        await session.execute(text(INSERT_DISTINCT.format(source=source)), params)
+
+    touched_rows = (
+        await session.execute(
+            text(
+                "SELECT DISTINCT meter_id, customer_id FROM meter_events "
+                "WHERE account_id = :account_id AND ((ingest_xid >= CAST(:low AS xid8) "
+                "AND ingest_xid < CAST(:high AS xid8)) OR (cancel_xid >= CAST(:low AS xid8) "
+                "AND cancel_xid < CAST(:high AS xid8)))"
+            ),
+            params,
+        )
+    ).all()
+    result.touched = {(row[0], row[1]) for row in touched_rows}
+    result.events = int(
+        await _scalar(
+            session,
+            "SELECT count(*) FROM meter_events WHERE account_id = :a "
+            "AND ingest_xid >= CAST(:low AS xid8) AND ingest_xid < CAST(:high AS xid8)",
+            a=account_id,
+            low=low,
+            high=high,
+        )
+    )
+    await _rebuild_intervals(session, account_id, low, high)
+    await session.execute(
+        text(
+            "INSERT INTO usage_watermarks (account_id, xid, updated_at) "
+            "VALUES (:account_id, CAST(:high AS xid8), now()) "
+            "ON CONFLICT (account_id) DO UPDATE SET xid = excluded.xid, updated_at = now()"
+        ),
+        params,
+    )
+    return result
+
+
+@dataclass(frozen=True)
+class Switch:
+    time: datetime
+    on: bool
+
+
+def intervals_of(switches: list[Switch]) -> list[tuple[datetime, datetime | None]]:
+    """On-intervals from start (1) / stop (0) events in time order. A start while on and a stop
+    while off change nothing; an interval still on at the end stays open (None)."""
+    intervals: list[tuple[datetime, datetime | None]] = []
+    started: datetime | None = None
+    for switch in switches:
+        if switch.on and started is None:
+            started = switch.time
+        elif not switch.on and started is not None:
+            if switch.time > started:
+                intervals.append((started, switch.time))
+            started = None
+    if started is not None:
+        intervals.append((started, None))
+    return intervals
+
+
+async def _rebuild_intervals(
+    session: AsyncSession, account_id: uuid.UUID, low: int, high: int
+) -> None:
+    """DURATION meters: rebuild the intervals of each resource touched in [low, high)."""
+    params = {"account_id": account_id, "low": low, "high": high}
+    resources = (
+        await session.execute(
+            text(
+                "SELECT DISTINCT e.meter_id, e.customer_id, e.dimensions FROM meter_events e "
+                "JOIN meters m ON m.account_id = e.account_id AND m.id = e.meter_id "
+                "WHERE e.account_id = :account_id AND m.meter_type = 'DURATION' AND ("
+                "(e.ingest_xid >= CAST(:low AS xid8) AND e.ingest_xid < CAST(:high AS xid8)) OR "
+                "(e.cancel_xid >= CAST(:low AS xid8) AND e.cancel_xid < CAST(:high AS xid8)))"
+            ),
+            params,
+        )
+    ).all()
+    for meter_id, customer_id, dimensions in resources:
+        key = {
+            "account_id": account_id,
+            "meter_id": meter_id,
+            "customer_id": customer_id,
+            "dimensions": _jsonb(dimensions),
+            "high": high,
+        }
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT event_time, value FROM meter_events WHERE account_id = :account_id "
+                    "AND meter_id = :meter_id AND customer_id = :customer_id "
+                    "AND dimensions = CAST(:dimensions AS jsonb) AND cancelled_at IS NULL "
+                    "AND ingest_xid < CAST(:high AS xid8) ORDER BY event_time, seq"
+                ),
+                key,
+            )
+        ).all()
+        await session.execute(
+            text(
+                "DELETE FROM usage_duration_intervals WHERE account_id = :account_id "
+                "AND meter_id = :meter_id AND customer_id = :customer_id "
+                "AND dimensions = CAST(:dimensions AS jsonb)"
+            ),
+            key,
+        )
+        spans = intervals_of([Switch(time, value != Decimal(0)) for time, value in rows])
+        if spans:
+            await session.execute(
+                text(
+                    "INSERT INTO usage_duration_intervals (account_id, meter_id, customer_id, "
+                    "dimensions, started_at, stopped_at) VALUES (:account_id, :meter_id, "
+                    ":customer_id, CAST(:dimensions AS jsonb), :started_at, :stopped_at)"
+                ),
+                [{**key, "started_at": start, "stopped_at": stop} for start, stop in spans],
+            )
+
+
+def _jsonb(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+async def lagging_accounts(session: AsyncSession) -> list[uuid.UUID]:
+    """Accounts with events (or cancellations) past their watermark: for the periodic sweep."""
+    rows = await session.execute(
+        text(
+            "SELECT a.id FROM accounts a "
+            "LEFT JOIN usage_watermarks w ON w.account_id = a.id "
+            "WHERE EXISTS (SELECT 1 FROM meter_events e WHERE e.account_id = a.id "
+            "  AND e.ingest_xid >= coalesce(w.xid, '0'::xid8)) "
+            "OR EXISTS (SELECT 1 FROM meter_events e WHERE e.account_id = a.id "
+            "  AND e.cancel_xid IS NOT NULL AND e.cancel_xid >= coalesce(w.xid, '0'::xid8))"
+        )
+    )
+    return [row[0] for row in rows]
