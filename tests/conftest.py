@@ -131,6 +131,20 @@ def server(server_env: dict[str, str]) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def worker(server_env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `meterflow worker` process, for tests that need rollups to happen by themselves."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "meterflow.cli", "worker"], env=server_env, cwd=ROOT
+    )
+    yield process
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="session")
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url, pool_size=5)
     yield engine

@@ -20,6 +20,7 @@ from meterflow.http.health import healthz
 from meterflow.http.ingest import ingest_endpoint
 from meterflow.http.limits import BodySizeLimit
 from meterflow.http.metrics import Metrics, MetricsMiddleware, metrics_endpoint
+from meterflow.http.usage import usage_endpoint
 from meterflow.jobs import JobQueue
 from meterflow.schema.root import build_schema
 
@@ -59,6 +60,8 @@ def create_app(settings: Settings) -> Starlette:
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             # Amberflo's SDKs post to /ingest/ (Python), /ingest (TypeScript, Go), / (LiteLLM).
             *(Route(path, ingest_endpoint, methods=["POST"]) for path in INGEST_PATHS),
+            Route("/usage", usage_endpoint, methods=["POST"]),
+            Route("/usage/", usage_endpoint, methods=["POST"]),
             Route("/graphql", RequireApiKey(graphql, session_factory=session_factory)),
             WebSocketRoute("/graphql", graphql),
         ],

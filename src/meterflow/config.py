@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     max_aliases: int = 30
     max_page_size: int = 500
 
+    # Events one rollup step reads at most (a step is one transaction).
+    rollup_batch_events: int = 50_000
+
     # Origins allowed to call token-authenticated endpoints from a browser ("*" = any).
     cors_origins: list[str] = ["*"]
 

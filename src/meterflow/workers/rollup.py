@@ -25,7 +25,9 @@ async def usage_rollup(ctx: dict[str, Any], account_id: str) -> int:
     total = 0
     while True:
         async with unit_of_work(ctx["session_factory"]) as session:
-            step = await rollups.rollup_account(session, account_id=account)
+            step = await rollups.rollup_account(
+                session, account_id=account, max_events=ctx.get("rollup_batch_events", 50_000)
+            )
         total += step.events
         if not step.more:
             return total

@@ -40,6 +40,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True, burst: bool
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["session_factory"] = create_session_factory(engine)
         ctx["jobs"] = jobs
+        ctx["rollup_batch_events"] = settings.rollup_batch_events
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         await jobs.close()
