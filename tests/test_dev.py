@@ -109,6 +109,32 @@ def test_dev_runs_on_embedded_services_and_keeps_its_data(tmp_path: Path) -> Non
         )
         assert created.json()["data"]["createCustomer"]["__typename"] == "Customer"
         assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
+        # Demo traffic flows through ingestion and the in-process worker's rollups into usage.
+        today = time.strftime("%Y-%m-%dT00:00:00+00:00", time.gmtime())
+        usage_query = {
+            "query": """query($i: UsageQueryInput!) { usage(input: $i) {
+            groups { total } } }""",
+            "variables": {
+                "i": {
+                    "meterApiName": "api-calls",
+                    "timeGroupingInterval": "DAY",
+                    "startTime": today,
+                    "endTime": time.strftime(
+                        "%Y-%m-%dT00:00:00+00:00", time.gmtime(time.time() + 86400)
+                    ),
+                }
+            },
+        }
+        totals = []
+        deadline = time.monotonic() + 30
+        while len(set(totals)) < 2:
+            answer = httpx.post(
+                f"{base}/graphql", headers={"X-API-Key": key.group(1)}, json=usage_query
+            ).json()
+            totals.append(float(answer["data"]["usage"]["groups"][0]["total"]))
+            assert time.monotonic() < deadline, f"usage never moved: {totals}"
+            time.sleep(0.5)
+        assert totals[-1] > totals[0]
         # The worker runs in-process: its heartbeat shows up in the health report.
         deadline = time.monotonic() + 10
         while httpx.get(f"{base}/healthz").json()["workers"] == 0:

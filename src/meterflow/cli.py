@@ -12,10 +12,14 @@ import secrets
 import signal
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import uvicorn
 from pydantic import SecretStr
+from sqlalchemy import select
+from sqlmodel import col
 
 from meterflow.config import Settings
 from meterflow.db import create_engine, create_session_factory, unit_of_work
@@ -119,6 +123,45 @@ def _private_file(path: Path, make: str | None = None) -> str | None:
     return make
 
 
+async def _demo_traffic(settings: Settings) -> None:
+    """A trickle of events for the demo account, so dashboards and widgets visibly move."""
+    import random
+    import time
+
+    from meterflow.jobs import JobQueue
+    from meterflow.models import Account
+    from meterflow.services import demo, ingestion
+
+    engine = create_engine(settings.database_url, pool_size=1)
+    factory = create_session_factory(engine)
+    jobs = JobQueue(settings.redis_url)
+    rng = random.Random()
+    try:
+        async with factory() as session:
+            account = await session.scalar(
+                select(Account).where(col(Account.name) == "Demo").limit(1)
+            )
+        if account is None:
+            return
+        while True:
+            records = [
+                ingestion.RawRecord(r, orjson.dumps(r).decode())
+                for r in demo.demo_events(int(time.time() * 1000), rng)
+            ]
+            try:
+                async with unit_of_work(factory) as session:
+                    await ingestion.ingest(
+                        session, account_id=account.id, records=records, now=datetime.now(UTC)
+                    )
+                await jobs.request_rollup(account.id)
+            except Exception:  # a demo nicety: never let it take `dev` down
+                log.warning("demo traffic skipped a beat", exc_info=True)
+            await asyncio.sleep(1)
+    finally:
+        await jobs.close()
+        await engine.dispose()
+
+
 class _QuietSignalsServer(uvicorn.Server):
     """uvicorn re-raises SIGINT/SIGTERM after serving, which would skip `dev`'s clean-up
     (embedded PostgreSQL and Redis left running). `dev` owns the signals instead."""
@@ -182,10 +225,13 @@ async def _dev_async(args: argparse.Namespace, settings: Settings, data_dir: Pat
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, server.request_exit)
     announcer = asyncio.create_task(announce())
+    traffic = None if args.no_demo_traffic else asyncio.create_task(_demo_traffic(settings))
     try:
         await server.serve()
     finally:
         announcer.cancel()
+        if traffic is not None:
+            traffic.cancel()
         worker_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await worker_task
@@ -231,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--no-seed", action="store_true", help="do not create the demo account")
+    dev.add_argument(
+        "--no-demo-traffic", action="store_true", help="do not send demo events every second"
+    )
     dev.set_defaults(handler=cmd_dev)
 
     serve = sub.add_parser("serve", help="run the API against METERFLOW_DATABASE_URL/REDIS_URL")

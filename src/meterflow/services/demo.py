@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -76,3 +78,41 @@ async def seed(session: AsyncSession) -> DemoAccount:
             session, account_id=account.id, customer_id=customer_id, name=name, email=email
         )
     return DemoAccount(account=account, admin_key=issued.secret)
+
+
+def demo_events(now_ms: int, rng: random.Random, count: int = 5) -> list[dict[str, object]]:
+    """A few plausible events for the demo meters, as a producer would send them."""
+    records: list[dict[str, object]] = []
+    for _ in range(count):
+        customer = rng.choice(DEMO_CUSTOMERS)[0]
+        kind = rng.random()
+        if kind < 0.6:
+            record = {
+                "meterApiName": "api-calls",
+                "meterValue": rng.randint(1, 20),
+                "dimensions": {
+                    "region": rng.choice(["us", "eu"]),
+                    "endpoint": rng.choice(["/search", "/orders", "/auth"]),
+                },
+            }
+        elif kind < 0.85:
+            record = {
+                "meterApiName": "gb-seconds",
+                "meterValue": round(rng.uniform(0.1, 40), 3),
+                "dimensions": {
+                    "function_id": f"fn-{rng.randint(1, 4)}",
+                    "cloud_provider": rng.choice(["aws", "gcp"]),
+                    "region": rng.choice(["us", "eu"]),
+                },
+            }
+        else:
+            record = {
+                "meterApiName": "active-users",
+                "meterValue": 1,
+                "dimensions": {"user_id": f"user-{rng.randint(1, 60)}"},
+            }
+        record.update(
+            {"customerId": customer, "meterTimeInMillis": now_ms, "uniqueId": uuid.uuid4().hex}
+        )
+        records.append(record)
+    return records

@@ -1,0 +1,115 @@
+"""Time from an accepted ingest to the event being visible in `usage`, under steady load.
+
+    .venv/bin/python bench/freshness.py [--rate 5000] [--seconds 30]
+
+One API process and one worker process. The load is REST batches of 250 events; among them,
+every 0.25 s, a probe event for a customer of its own. A probe's latency runs from its ingest
+request being answered (200) to the usage query (filtered to that customer) showing it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+from common import REDIS_URL, ROOT, fresh_database, graphql, new_account, percentile, server
+
+DATABASE = "meterflow_bench_freshness"
+USAGE = """query($input: UsageQueryInput!) { usage(input: $input) { groups { total } } }"""
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=int, default=5000, help="events per second")
+    parser.add_argument("--seconds", type=float, default=30)
+    args = parser.parse_args()
+
+    url = await fresh_database(DATABASE)
+    _, key = await new_account(url)
+    headers = {"X-API-Key": key, "Content-Type": "application/json"}
+    env = {**os.environ, "METERFLOW_DATABASE_URL": url, "METERFLOW_REDIS_URL": REDIS_URL,
+           "METERFLOW_LOG_LEVEL": "warning"}
+    worker = subprocess.Popen([sys.executable, "-m", "meterflow.cli", "worker"], env=env,
+                              cwd=ROOT)
+    latencies: list[float] = []
+    sent = 0
+    try:
+        with server(url) as base:
+            async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+                await graphql(client, key, """mutation { createMeter(input: {
+                    meterApiName: "calls", meterType: SUM, dimensions: ["region"]})
+                    { __typename } }""")
+                await graphql(client, key,
+                              'mutation { activateMeter(meterApiName: "calls") { __typename } }')
+                batch = 250
+                interval = batch / args.rate
+                probes: list[asyncio.Task[None]] = []
+                start = time.perf_counter()
+                deadline = start + args.seconds
+                next_probe = start
+
+                async def probe(customer: str, accepted_at: float) -> None:
+                    query = {"input": {
+                        "meterApiName": "calls", "timeGroupingInterval": "DAY",
+                        "startTime": time.strftime("%Y-%m-%dT00:00:00+00:00", time.gmtime(
+                            time.time() - 86400)),
+                        "endTime": time.strftime("%Y-%m-%dT00:00:00+00:00", time.gmtime(
+                            time.time() + 86400)),
+                        "filter": {"customerId": [customer]}}}
+                    while time.perf_counter() - accepted_at < 30:
+                        data = await graphql(client, key, USAGE, query)
+                        if data["usage"]["groups"] and float(data["usage"]["groups"][0]["total"]):
+                            latencies.append(time.perf_counter() - accepted_at)
+                            return
+                        await asyncio.sleep(0.01)
+
+                async def send(events: list[dict], probe_customer: str | None) -> None:  # type: ignore[type-arg]
+                    response = await client.post("/ingest", content=json.dumps(events),
+                                                 headers=headers)
+                    accepted = time.perf_counter()
+                    assert response.status_code == 200, response.text
+                    if probe_customer:
+                        probes.append(asyncio.create_task(probe(probe_customer, accepted)))
+
+                in_flight: set[asyncio.Task[None]] = set()
+                tick = start
+                while tick < deadline:
+                    now_ms = int(time.time() * 1000)
+                    events = [{"customerId": f"load-{(sent + i) % 500}", "meterApiName": "calls",
+                               "meterValue": 1, "meterTimeInMillis": now_ms,
+                               "uniqueId": str(uuid.uuid4()), "dimensions": {"region": "eu"}}
+                              for i in range(batch)]
+                    probe_customer = None
+                    if tick >= next_probe:
+                        probe_customer = f"probe-{uuid.uuid4().hex[:8]}"
+                        events[0]["customerId"] = probe_customer
+                        next_probe += 0.25
+                    task = asyncio.create_task(send(events, probe_customer))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+                    sent += batch
+                    tick += interval
+                    await asyncio.sleep(max(0, tick - time.perf_counter()))
+                await asyncio.gather(*in_flight)
+                elapsed = time.perf_counter() - start
+                await asyncio.gather(*probes)
+    finally:
+        worker.terminate()
+        worker.wait(15)
+
+    print(f"\nfreshness: {sent:,} events in {elapsed:.1f} s = {sent / elapsed:,.0f} events/s "
+          f"(target rate {args.rate:,}); {len(latencies)} probes")
+    print(f"ingest answered → visible in usage: p50 {percentile(latencies, 50) * 1000:.0f} ms  "
+          f"p95 {percentile(latencies, 95) * 1000:.0f} ms  "
+          f"p99 {percentile(latencies, 99) * 1000:.0f} ms  max {max(latencies) * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
