@@ -34,20 +34,31 @@ async def main() -> None:
     url = await fresh_database(DATABASE)
     _, key = await new_account(url)
     headers = {"X-API-Key": key, "Content-Type": "application/json"}
-    env = {**os.environ, "METERFLOW_DATABASE_URL": url, "METERFLOW_REDIS_URL": REDIS_URL,
-           "METERFLOW_LOG_LEVEL": "warning"}
-    worker = subprocess.Popen([sys.executable, "-m", "meterflow.cli", "worker"], env=env,
-                              cwd=ROOT)
+    env = {
+        **os.environ,
+        "METERFLOW_DATABASE_URL": url,
+        "METERFLOW_REDIS_URL": REDIS_URL,
+        "METERFLOW_LOG_LEVEL": "warning",
+    }
+    # Popen returns at once: the worker runs beside the load until the end.
+    worker = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, "-m", "meterflow.cli", "worker"], env=env, cwd=ROOT
+    )
     latencies: list[float] = []
     sent = 0
     try:
         with server(url) as base:
             async with httpx.AsyncClient(base_url=base, timeout=60) as client:
-                await graphql(client, key, """mutation { createMeter(input: {
+                await graphql(
+                    client,
+                    key,
+                    """mutation { createMeter(input: {
                     meterApiName: "calls", meterType: SUM, dimensions: ["region"]})
-                    { __typename } }""")
-                await graphql(client, key,
-                              'mutation { activateMeter(meterApiName: "calls") { __typename } }')
+                    { __typename } }""",
+                )
+                await graphql(
+                    client, key, 'mutation { activateMeter(meterApiName: "calls") { __typename } }'
+                )
                 batch = 250
                 interval = batch / args.rate
                 probes: list[asyncio.Task[None]] = []
@@ -56,13 +67,19 @@ async def main() -> None:
                 next_probe = start
 
                 async def probe(customer: str, accepted_at: float) -> None:
-                    query = {"input": {
-                        "meterApiName": "calls", "timeGroupingInterval": "DAY",
-                        "startTime": time.strftime("%Y-%m-%dT00:00:00+00:00", time.gmtime(
-                            time.time() - 86400)),
-                        "endTime": time.strftime("%Y-%m-%dT00:00:00+00:00", time.gmtime(
-                            time.time() + 86400)),
-                        "filter": {"customerId": [customer]}}}
+                    query = {
+                        "input": {
+                            "meterApiName": "calls",
+                            "timeGroupingInterval": "DAY",
+                            "startTime": time.strftime(
+                                "%Y-%m-%dT00:00:00+00:00", time.gmtime(time.time() - 86400)
+                            ),
+                            "endTime": time.strftime(
+                                "%Y-%m-%dT00:00:00+00:00", time.gmtime(time.time() + 86400)
+                            ),
+                            "filter": {"customerId": [customer]},
+                        }
+                    }
                     while time.perf_counter() - accepted_at < 30:
                         data = await graphql(client, key, USAGE, query)
                         if data["usage"]["groups"] and float(data["usage"]["groups"][0]["total"]):
@@ -71,8 +88,9 @@ async def main() -> None:
                         await asyncio.sleep(0.01)
 
                 async def send(events: list[dict], probe_customer: str | None) -> None:  # type: ignore[type-arg]
-                    response = await client.post("/ingest", content=json.dumps(events),
-                                                 headers=headers)
+                    response = await client.post(
+                        "/ingest", content=json.dumps(events), headers=headers
+                    )
                     accepted = time.perf_counter()
                     assert response.status_code == 200, response.text
                     if probe_customer:
@@ -82,10 +100,17 @@ async def main() -> None:
                 tick = start
                 while tick < deadline:
                     now_ms = int(time.time() * 1000)
-                    events = [{"customerId": f"load-{(sent + i) % 500}", "meterApiName": "calls",
-                               "meterValue": 1, "meterTimeInMillis": now_ms,
-                               "uniqueId": str(uuid.uuid4()), "dimensions": {"region": "eu"}}
-                              for i in range(batch)]
+                    events = [
+                        {
+                            "customerId": f"load-{(sent + i) % 500}",
+                            "meterApiName": "calls",
+                            "meterValue": 1,
+                            "meterTimeInMillis": now_ms,
+                            "uniqueId": str(uuid.uuid4()),
+                            "dimensions": {"region": "eu"},
+                        }
+                        for i in range(batch)
+                    ]
                     probe_customer = None
                     if tick >= next_probe:
                         probe_customer = f"probe-{uuid.uuid4().hex[:8]}"
@@ -104,11 +129,15 @@ async def main() -> None:
         worker.terminate()
         worker.wait(15)
 
-    print(f"\nfreshness: {sent:,} events in {elapsed:.1f} s = {sent / elapsed:,.0f} events/s "
-          f"(target rate {args.rate:,}); {len(latencies)} probes")
-    print(f"ingest answered → visible in usage: p50 {percentile(latencies, 50) * 1000:.0f} ms  "
-          f"p95 {percentile(latencies, 95) * 1000:.0f} ms  "
-          f"p99 {percentile(latencies, 99) * 1000:.0f} ms  max {max(latencies) * 1000:.0f} ms")
+    print(
+        f"\nfreshness: {sent:,} events in {elapsed:.1f} s = {sent / elapsed:,.0f} events/s "
+        f"(target rate {args.rate:,}); {len(latencies)} probes"
+    )
+    print(
+        f"ingest answered → visible in usage: p50 {percentile(latencies, 50) * 1000:.0f} ms  "
+        f"p95 {percentile(latencies, 95) * 1000:.0f} ms  "
+        f"p99 {percentile(latencies, 99) * 1000:.0f} ms  max {max(latencies) * 1000:.0f} ms"
+    )
 
 
 if __name__ == "__main__":

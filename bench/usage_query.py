@@ -19,30 +19,43 @@ from decimal import Decimal
 
 import asyncpg
 import httpx
-from common import database_url, fresh_database, graphql, new_account, percentile, server
+from common import fresh_database, graphql, new_account, percentile, server
 
 from meterflow.db import create_engine, create_session_factory, unit_of_work
 from meterflow.services import rollups
 
 DATABASE = "meterflow_bench_usage"
-METERS = [("api-calls", "SUM"), ("tokens", "SUM"), ("gb-seconds", "SUM"),
-          ("storage-gb", "MAX"), ("requests", "SUM")]
+METERS = [
+    ("api-calls", "SUM"),
+    ("tokens", "SUM"),
+    ("gb-seconds", "SUM"),
+    ("storage-gb", "MAX"),
+    ("requests", "SUM"),
+]
 USAGE = """query($input: UsageQueryInput!) { usage(input: $input) {
   groups { group total values { start value } } } }"""
 
 
-async def seed(url: str, account_id: str, key: str, base: str, events: int,
-               end: datetime) -> dict[str, str]:
+async def seed(
+    url: str, account_id: str, key: str, base: str, events: int, end: datetime
+) -> dict[str, str]:
     async with httpx.AsyncClient(base_url=base, timeout=60) as client:
         for name, kind in METERS:
-            await graphql(client, key, f"""mutation {{ createMeter(input: {{meterApiName:
+            await graphql(
+                client,
+                key,
+                f"""mutation {{ createMeter(input: {{meterApiName:
                 "{name}", meterType: {kind}, dimensions: ["region", "tier", "endpoint"]}})
-                {{ __typename }} }}""")
+                {{ __typename }} }}""",
+            )
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
-        meter_ids = {r["meter_api_name"]: r["id"] for r in await conn.fetch(
-            "SELECT meter_api_name, id FROM meters WHERE account_id = $1",
-            uuid.UUID(account_id))}
+        meter_ids = {
+            r["meter_api_name"]: r["id"]
+            for r in await conn.fetch(
+                "SELECT meter_api_name, id FROM meters WHERE account_id = $1", uuid.UUID(account_id)
+            )
+        }
         start = end - timedelta(days=90)
         month = start.replace(day=1)
         while month < end:
@@ -53,8 +66,17 @@ async def seed(url: str, account_id: str, key: str, base: str, events: int,
         start_ms = int(start.timestamp() * 1000)
         names = [m for m, _ in METERS]
         account = uuid.UUID(account_id)
-        columns = ["account_id", "event_time", "meter_id", "customer_id", "value", "unique_id",
-                   "identity", "dimensions", "raw"]
+        columns = [
+            "account_id",
+            "event_time",
+            "meter_id",
+            "customer_id",
+            "value",
+            "unique_id",
+            "identity",
+            "dimensions",
+            "raw",
+        ]
         chunk = 500_000
         began = time.perf_counter()
         for offset in range(0, events, chunk):
@@ -62,23 +84,41 @@ async def seed(url: str, account_id: str, key: str, base: str, events: int,
             for i in range(offset, min(offset + chunk, events)):
                 meter = names[i % 5]
                 when = start_ms + rng.randrange(span_ms)
-                dims = json.dumps({"region": ("us", "eu", "ap")[i % 3],
-                                   "tier": ("free", "pro")[i % 2],
-                                   "endpoint": f"/v{i % 4}"})
+                dims = json.dumps(
+                    {
+                        "region": ("us", "eu", "ap")[i % 3],
+                        "tier": ("free", "pro")[i % 2],
+                        "endpoint": f"/v{i % 4}",
+                    }
+                )
                 uid = f"e{i}"
-                rows.append((account, datetime.fromtimestamp(when / 1000, UTC), meter_ids[meter],
-                             f"customer-{rng.randrange(1000)}", Decimal(rng.randrange(1, 100)),
-                             uid, "u:" + uid, dims, "{}"))
+                rows.append(
+                    (
+                        account,
+                        datetime.fromtimestamp(when / 1000, UTC),
+                        meter_ids[meter],
+                        f"customer-{rng.randrange(1000)}",
+                        Decimal(rng.randrange(1, 100)),
+                        uid,
+                        "u:" + uid,
+                        dims,
+                        "{}",
+                    )
+                )
             await conn.copy_records_to_table("meter_events", records=rows, columns=columns)
-            print(f"  seeded {min(offset + chunk, events):,} events "
-                  f"({time.perf_counter() - began:.0f} s)", flush=True)
+            print(
+                f"  seeded {min(offset + chunk, events):,} events "
+                f"({time.perf_counter() - began:.0f} s)",
+                flush=True,
+            )
         return {k: str(v) for k, v in meter_ids.items()}
     finally:
         await conn.close()
 
 
-async def time_query(client: httpx.AsyncClient, key: str, variables: dict, runs: int
-                     ) -> tuple[list[float], dict]:  # type: ignore[type-arg]
+async def time_query(
+    client: httpx.AsyncClient, key: str, variables: dict, runs: int
+) -> tuple[list[float], dict]:  # type: ignore[type-arg]
     times, last = [], {}
     for _ in range(runs):
         began = time.perf_counter()
@@ -102,8 +142,9 @@ async def main() -> None:
         began = time.perf_counter()
         while True:
             async with unit_of_work(factory) as session:
-                step = await rollups.rollup_account(session, account_id=uuid.UUID(account_id),
-                                                    max_events=500_000)
+                step = await rollups.rollup_account(
+                    session, account_id=uuid.UUID(account_id), max_events=500_000
+                )
             if not step.more:
                 break
         rollup_seconds = time.perf_counter() - began
@@ -115,25 +156,47 @@ async def main() -> None:
 
         month_end = end.replace(day=1)
         month_start = (month_end - timedelta(days=1)).replace(day=1)
-        window = {"meterApiName": "api-calls", "startTime": month_start.isoformat(),
-                  "endTime": month_end.isoformat()}
+        window = {
+            "meterApiName": "api-calls",
+            "startTime": month_start.isoformat(),
+            "endTime": month_end.isoformat(),
+        }
         async with httpx.AsyncClient(base_url=base, timeout=120) as client:
             await time_query(client, key, {**window, "timeGroupingInterval": "DAY"}, 3)
-            one, one_answer = await time_query(client, key, {
-                **window, "timeGroupingInterval": "DAY",
-                "filter": {"customerId": ["customer-17"]}}, 50)
-            everyone, all_answer = await time_query(client, key, {
-                **window, "timeGroupingInterval": "MONTH", "groupBy": ["customerId"]}, 20)
+            one, one_answer = await time_query(
+                client,
+                key,
+                {
+                    **window,
+                    "timeGroupingInterval": "DAY",
+                    "filter": {"customerId": ["customer-17"]},
+                },
+                50,
+            )
+            everyone, all_answer = await time_query(
+                client,
+                key,
+                {**window, "timeGroupingInterval": "MONTH", "groupBy": ["customerId"]},
+                20,
+            )
 
-    print(f"\nusage query benchmark: {args.events:,} events, 1,000 customers, 5 meters, "
-          "3 dimensions, 90 days")
-    print(f"rollup of all events: {rollup_seconds:.1f} s "
-          f"({args.events / rollup_seconds:,.0f} events/s), {rollup_rows:,} rollup rows")
-    print(f"one customer, one month by DAY:    p50 {statistics.median(one):6.1f} ms  "
-          f"p95 {percentile(one, 95):6.1f} ms  ({len(one_answer['usage']['groups'][0]['values'])}"
-          " days)")
-    print(f"all customers, one month by customer: p50 {statistics.median(everyone):6.1f} ms  "
-          f"p95 {percentile(everyone, 95):6.1f} ms  ({len(all_answer['usage']['groups'])} groups)")
+    print(
+        f"\nusage query benchmark: {args.events:,} events, 1,000 customers, 5 meters, "
+        "3 dimensions, 90 days"
+    )
+    print(
+        f"rollup of all events: {rollup_seconds:.1f} s "
+        f"({args.events / rollup_seconds:,.0f} events/s), {rollup_rows:,} rollup rows"
+    )
+    print(
+        f"one customer, one month by DAY:    p50 {statistics.median(one):6.1f} ms  "
+        f"p95 {percentile(one, 95):6.1f} ms  ({len(one_answer['usage']['groups'][0]['values'])}"
+        " days)"
+    )
+    print(
+        f"all customers, one month by customer: p50 {statistics.median(everyone):6.1f} ms  "
+        f"p95 {percentile(everyone, 95):6.1f} ms  ({len(all_answer['usage']['groups'])} groups)"
+    )
 
 
 if __name__ == "__main__":
