@@ -2,6 +2,19 @@
 
 from meterflow.models.account import Account
 from meterflow.models.api_key import ApiKey, ApiKeyScope
+from meterflow.models.billing import (
+    CreditAllocation,
+    CreditGrant,
+    Invoice,
+    InvoiceStatus,
+    LedgerKind,
+    PeriodInterval,
+    PlanAssignment,
+    PlanItem,
+    PlanStatus,
+    PricingPlan,
+    WalletLedgerEntry,
+)
 from meterflow.models.customer import Customer
 from meterflow.models.meter import Meter, MeterStatus, MeterType
 from meterflow.models.meter_event import MeterEvent, MeterEventIdentity
@@ -16,14 +29,25 @@ __all__ = [
     "Account",
     "ApiKey",
     "ApiKeyScope",
+    "CreditAllocation",
+    "CreditGrant",
     "Customer",
+    "Invoice",
+    "InvoiceStatus",
+    "LedgerKind",
     "Meter",
     "MeterEvent",
     "MeterEventIdentity",
     "MeterStatus",
     "MeterType",
+    "PeriodInterval",
+    "PlanAssignment",
+    "PlanItem",
+    "PlanStatus",
+    "PricingPlan",
     "UsageDistinctValue",
     "UsageDurationInterval",
     "UsageRollup",
     "UsageWatermark",
+    "WalletLedgerEntry",
 ]

@@ -88,6 +88,13 @@ class MeterEvent:
     payload: JSON = strawberry.field(description="The record exactly as it was ingested.")
     ingested_at: datetime
     cancelled_at: datetime | None
+    invoice_id: strawberry.ID | None = strawberry.field(
+        description="The invoice whose period this event falls in (none without a plan)."
+    )
+    plan_id: strawberry.ID | None
+    late: bool = strawberry.field(
+        description="Arrived after its invoice was finalized: in usage, billed nowhere."
+    )
 
     @classmethod
     def from_stored(cls, event: events.StoredEvent) -> MeterEvent:
@@ -103,6 +110,9 @@ class MeterEvent:
             payload=JSON(json.loads(event.raw) if isinstance(event.raw, str) else event.raw),
             ingested_at=event.ingested_at,
             cancelled_at=event.cancelled_at,
+            invoice_id=strawberry.ID(str(event.invoice_id)) if event.invoice_id else None,
+            plan_id=strawberry.ID(str(event.plan_id)) if event.plan_id else None,
+            late=bool(event.late),
         )
 
 

@@ -11,6 +11,7 @@ from strawberry.tools import merge_types
 
 from meterflow.errors import MeterflowError
 from meterflow.resolvers.accounts import AccountMutations, AccountQueries
+from meterflow.resolvers.billing import BillingMutations, BillingQueries
 from meterflow.resolvers.customers import CustomerMutations, CustomerQueries
 from meterflow.resolvers.events import EventMutations, EventQueries
 from meterflow.resolvers.meters import MeterMutations, MeterQueries
@@ -19,10 +20,12 @@ from meterflow.resolvers.usage import UsageQueries
 log = logging.getLogger("meterflow.graphql")
 
 Query = merge_types(
-    "Query", (AccountQueries, CustomerQueries, MeterQueries, EventQueries, UsageQueries)
+    "Query",
+    (AccountQueries, CustomerQueries, MeterQueries, EventQueries, UsageQueries, BillingQueries),
 )
 Mutation = merge_types(
-    "Mutation", (AccountMutations, CustomerMutations, MeterMutations, EventMutations)
+    "Mutation",
+    (AccountMutations, CustomerMutations, MeterMutations, EventMutations, BillingMutations),
 )
 
 

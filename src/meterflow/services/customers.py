@@ -59,6 +59,11 @@ async def create_customer(
     )
     if inserted is None:
         raise ConflictError(f"customer {customer_id!r} already exists in this account")
+    from meterflow.services import plans  # plans imports this module
+
+    await plans.assign_default_plan(
+        session, account_id=account_id, customer_ids={customer_id}, now=utcnow()
+    )
     return inserted
 
 

@@ -18,10 +18,16 @@ from meterflow.services.pagination import Page
 
 MAX_CANCEL = 10_000
 
+# Each event with the invoice (and so the plan) whose period it falls in. An event is late when
+# it arrived after that invoice was finalized: stored and counted in usage, billed nowhere.
 LIST_EVENTS = (
     "SELECT e.seq, m.meter_api_name, e.customer_id, e.value, e.event_time, e.unique_id, "
-    "e.dimensions, e.raw, e.ingested_at, e.cancelled_at "
+    "e.dimensions, e.raw, e.ingested_at, e.cancelled_at, i.id, i.plan_id, "
+    "(i.finalized_at IS NOT NULL AND e.ingested_at > i.finalized_at) "
     "FROM meter_events e JOIN meters m ON m.account_id = e.account_id AND m.id = e.meter_id "
+    "LEFT JOIN invoices i ON i.account_id = e.account_id AND i.customer_id = e.customer_id "
+    "  AND e.event_time >= i.period_start AND e.event_time < i.period_end "
+    "  AND i.status <> 'VOID' "
     "WHERE {where} ORDER BY e.seq LIMIT :limit"
 )
 
@@ -47,6 +53,9 @@ class StoredEvent:
     raw: Any
     ingested_at: datetime
     cancelled_at: datetime | None
+    invoice_id: uuid.UUID | None = None
+    plan_id: uuid.UUID | None = None
+    late: bool | None = False
 
 
 @dataclass(frozen=True)

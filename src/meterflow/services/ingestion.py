@@ -11,7 +11,7 @@ import enum
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from meterflow.models import Account, Customer, Meter, MeterStatus, MeterType
+from meterflow.services import plans
 from meterflow.services.event_records import EventRecord, RejectCode, Rejection, parse_record
 
 MAX_BATCH = 10_000
@@ -236,6 +237,9 @@ async def _known_customers(
             ]
         )
         .on_conflict_do_nothing(constraint="uq_customers_account_customer_id")
+    )
+    await plans.assign_default_plan(
+        session, account_id=account_id, customer_ids=missing, now=datetime.now(UTC)
     )
     return customer_ids
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from meterflow.db import unit_of_work
 from meterflow.jobs import JobQueue
-from meterflow.services import rollups
+from meterflow.services import invoices, rollups
 
 log = logging.getLogger("meterflow.workers.rollup")
 
@@ -29,6 +30,12 @@ async def usage_rollup(ctx: dict[str, Any], account_id: str) -> int:
                 session, account_id=account, max_events=ctx.get("rollup_batch_events", 50_000)
             )
         total += step.events
+        # Running invoices follow usage: re-rate every customer this step touched.
+        for customer_id in sorted({customer for _, customer in step.touched}):
+            async with unit_of_work(ctx["session_factory"]) as session:
+                await invoices.rerate_customer(
+                    session, account_id=account, customer_id=customer_id, now=datetime.now(UTC)
+                )
         if not step.more:
             return total
         if time.monotonic() - started > TIME_BUDGET_SECONDS:
@@ -37,6 +44,15 @@ async def usage_rollup(ctx: dict[str, Any], account_id: str) -> int:
                 "usage_rollup", f"rollup:{account}:continue:{int(time.time())}", account_id
             )
             return total
+
+
+async def close_billing_periods(ctx: dict[str, Any]) -> int:
+    """Finalize ended periods, open current ones, expire credits. Idempotent."""
+    async with unit_of_work(ctx["session_factory"]) as session:
+        report = await invoices.close_periods(session, now=datetime.now(UTC))
+    if report.finalized or report.to_grace or report.opened:
+        log.info("billing periods: %s", report)
+    return report.finalized
 
 
 async def sweep_rollups(ctx: dict[str, Any]) -> int:

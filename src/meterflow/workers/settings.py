@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from arq import cron
@@ -10,8 +11,8 @@ from arq.worker import Worker, func
 from meterflow.config import Settings
 from meterflow.db import create_engine, create_session_factory
 from meterflow.jobs import ROLLUP_JOB, JobQueue, redis_settings
-from meterflow.workers.heartbeat import heartbeat
-from meterflow.workers.rollup import sweep_rollups, usage_rollup
+from meterflow.workers.heartbeat import beat_forever, heartbeat
+from meterflow.workers.rollup import close_billing_periods, sweep_rollups, usage_rollup
 
 FUNCTIONS: list[Any] = [
     heartbeat,
@@ -19,9 +20,15 @@ FUNCTIONS: list[Any] = [
     func(usage_rollup, name=ROLLUP_JOB, keep_result=0, max_tries=5),
 ]
 CRON_JOBS = [
-    # Every 30 s, and once at start-up: a worker is visible within a second of starting.
-    cron(heartbeat, name="cron:heartbeat", second={0, 30}, run_at_startup=True, keep_result=0),
     # The safety net behind enqueue-after-commit: every 5 s.
+    cron(
+        close_billing_periods,
+        name="cron:close_billing_periods",
+        second={5},
+        run_at_startup=True,
+        keep_result=0,
+        unique=True,
+    ),
     cron(
         sweep_rollups,
         name="cron:sweep_rollups",
@@ -41,8 +48,10 @@ def build_worker(settings: Settings, *, handle_signals: bool = True, burst: bool
         ctx["session_factory"] = create_session_factory(engine)
         ctx["jobs"] = jobs
         ctx["rollup_batch_events"] = settings.rollup_batch_events
+        ctx["heartbeat"] = asyncio.create_task(beat_forever(ctx), name="heartbeat")
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        ctx["heartbeat"].cancel()
         await jobs.close()
         await engine.dispose()
 

@@ -1,0 +1,269 @@
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from meterflow import models
+from meterflow.errors import NotFoundError
+from meterflow.pricing import invoice as pricing
+from meterflow.resolvers.base import Info, mutate, require_admin
+from meterflow.schema.billing import (
+    AssignPricingPlanInput,
+    AssignPricingPlanResult,
+    CreatePricingPlanInput,
+    CreatePricingPlanResult,
+    GrantCreditsInput,
+    GrantCreditsResult,
+    Invoice,
+    InvoiceConnection,
+    PlanAssignment,
+    PricingPlan,
+    PricingPlanResult,
+    Wallet,
+)
+from meterflow.services import invoices, plans, wallets
+from meterflow.services.pagination import page_size
+
+
+def _plan_id(value: strawberry.ID) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as exc:
+        raise NotFoundError(f"no pricing plan {value}") from exc
+
+
+def _spec(input: CreatePricingPlanInput) -> plans.PlanSpec:
+    return plans.PlanSpec(
+        name=input.name,
+        currency=input.currency,
+        interval=input.billing_period.interval,
+        count=input.billing_period.count,
+        items=tuple(
+            plans.ItemSpec(i.meter_api_name, i.price_model, i.included_units or pricing.ZERO)
+            for i in input.items
+        ),
+        fees=tuple(
+            pricing.Fee(f.name, f.amount, f.recurring, f.prorated) for f in input.fees or ()
+        ),
+        discounts=tuple(
+            pricing.Discount(
+                d.name,
+                pricing.DiscountKind(d.kind.value),
+                d.value,
+                d.meter_api_name,
+                d.periods,
+                d.cap,
+            )
+            for d in input.discounts or ()
+        ),
+        minimum_spend=input.minimum_spend,
+        free_tier_amount=input.free_tier_amount,
+        grace_period_hours=input.grace_period_hours,
+        is_default=input.is_default,
+    )
+
+
+async def _wallet_currency(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    customer_id: str,
+    currency: str | None,
+    now: datetime,
+) -> str:
+    if currency:
+        return currency.upper()
+    assignment = await plans.assignment_at(
+        session, account_id=account_id, customer_id=customer_id, moment=now
+    )
+    if assignment is not None:
+        loaded = await plans.load_plan(session, account_id=account_id, plan_id=assignment.plan_id)
+        if loaded is not None:
+            return loaded.plan.currency
+    return "USD"
+
+
+@strawberry.type
+class BillingQueries:
+    @strawberry.field
+    async def pricing_plan(self, info: Info, id: strawberry.ID) -> PricingPlan | None:
+        principal = require_admin(info)
+        try:
+            plan_id = _plan_id(id)
+        except NotFoundError:
+            return None
+        async with info.context.session_factory() as session:
+            loaded = await plans.load_plan(
+                session, account_id=principal.account_id, plan_id=plan_id
+            )
+        return PricingPlan.from_loaded(loaded) if loaded else None
+
+    @strawberry.field
+    async def pricing_plans(
+        self, info: Info, status: models.PlanStatus | None = None
+    ) -> list[PricingPlan]:
+        principal = require_admin(info)
+        async with info.context.session_factory() as session:
+            rows = await plans.list_plans(session, account_id=principal.account_id, status=status)
+        return [PricingPlan.from_loaded(row) for row in rows]
+
+    @strawberry.field(description="The running invoice of the current period, or null.")
+    async def current_invoice(self, info: Info, customer_id: str) -> Invoice | None:
+        principal = require_admin(info)
+        async with info.context.unit_of_work() as session:
+            row = await invoices.current_invoice(
+                session,
+                account_id=principal.account_id,
+                customer_id=customer_id,
+                now=datetime.now(UTC),
+            )
+        return Invoice.from_model(row) if row else None
+
+    @strawberry.field(description="Invoices, newest period first.")
+    async def invoices(
+        self,
+        info: Info,
+        customer_id: str | None = None,
+        status: models.InvoiceStatus | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> InvoiceConnection:
+        principal = require_admin(info)
+        limit = page_size(first, maximum=info.context.max_page_size)
+        async with info.context.session_factory() as session:
+            page = await invoices.list_invoices(
+                session,
+                account_id=principal.account_id,
+                customer_id=customer_id,
+                status=status,
+                limit=limit,
+                after=after,
+            )
+        return InvoiceConnection.from_page(page)
+
+    @strawberry.field
+    async def wallet(
+        self, info: Info, customer_id: str, currency: str | None = None
+    ) -> Wallet | None:
+        principal = require_admin(info)
+        now = datetime.now(UTC)
+        async with info.context.session_factory() as session:
+            chosen = await _wallet_currency(
+                session, principal.account_id, customer_id, currency, now
+            )
+            left = await wallets.balance(
+                session,
+                account_id=principal.account_id,
+                customer_id=customer_id,
+                currency=chosen,
+                now=now,
+            )
+        return Wallet(
+            customer_id=customer_id, currency=chosen, balance=left, account_id=principal.account_id
+        )
+
+
+@strawberry.type
+class BillingMutations:
+    @strawberry.mutation(description="Create a plan in DRAFT.")
+    async def create_pricing_plan(
+        self, info: Info, input: CreatePricingPlanInput
+    ) -> CreatePricingPlanResult:
+        return await mutate(
+            info,
+            lambda session, principal: plans.create_plan(
+                session, account_id=principal.account_id, spec=_spec(input)
+            ),
+            PricingPlan.from_loaded,
+        )
+
+    @strawberry.mutation(description="DRAFT → ACTIVE: prices lock; draft meters activate.")
+    async def activate_pricing_plan(self, info: Info, id: strawberry.ID) -> PricingPlanResult:
+        return await mutate(
+            info,
+            lambda session, principal: plans.activate_plan(
+                session, account_id=principal.account_id, plan_id=_plan_id(id)
+            ),
+            PricingPlan.from_loaded,
+        )
+
+    @strawberry.mutation(description="→ DEPRECATED: no new assignments.")
+    async def deprecate_pricing_plan(self, info: Info, id: strawberry.ID) -> PricingPlanResult:
+        return await mutate(
+            info,
+            lambda session, principal: plans.deprecate_plan(
+                session, account_id=principal.account_id, plan_id=_plan_id(id)
+            ),
+            PricingPlan.from_loaded,
+        )
+
+    @strawberry.mutation(description="Put a customer on a plan; the open invoice is re-rated.")
+    async def assign_pricing_plan(
+        self, info: Info, input: AssignPricingPlanInput
+    ) -> AssignPricingPlanResult:
+        async def assign(session: AsyncSession, principal: Any) -> models.PlanAssignment:
+            now = datetime.now(UTC)
+            assignment = await plans.assign_plan(
+                session,
+                account_id=principal.account_id,
+                customer_id=input.customer_id,
+                plan_id=_plan_id(input.plan_id),
+                start_time=input.start_time,
+                now=now,
+            )
+            await invoices.rerate_customer(
+                session, account_id=principal.account_id, customer_id=input.customer_id, now=now
+            )
+            return assignment
+
+        return await mutate(
+            info,
+            assign,
+            lambda a: PlanAssignment(
+                customer_id=a.customer_id,
+                plan_id=strawberry.ID(str(a.plan_id)),
+                start_time=a.start_time,
+                end_time=a.end_time,
+            ),
+        )
+
+    @strawberry.mutation(description="Add prepaid credits; they apply to the open invoice now.")
+    async def grant_credits(self, info: Info, input: GrantCreditsInput) -> GrantCreditsResult:
+        async def grant(session: AsyncSession, principal: Any) -> Wallet:
+            now = datetime.now(UTC)
+            currency = await _wallet_currency(
+                session, principal.account_id, input.customer_id, input.currency, now
+            )
+            await wallets.grant(
+                session,
+                account_id=principal.account_id,
+                customer_id=input.customer_id,
+                amount=input.amount,
+                currency=currency,
+                priority=input.priority,
+                expires_at=input.expires_at,
+                reason=input.reason,
+                purchased=input.purchased,
+                now=now,
+            )
+            await invoices.rerate_customer(
+                session, account_id=principal.account_id, customer_id=input.customer_id, now=now
+            )
+            left = await wallets.balance(
+                session,
+                account_id=principal.account_id,
+                customer_id=input.customer_id,
+                currency=currency,
+                now=now,
+            )
+            return Wallet(
+                customer_id=input.customer_id,
+                currency=currency,
+                balance=left,
+                account_id=principal.account_id,
+            )
+
+        return await mutate(info, grant, lambda wallet: wallet)

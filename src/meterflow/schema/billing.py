@@ -1,0 +1,378 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+import strawberry
+from strawberry.scalars import JSON
+
+from meterflow import models
+from meterflow.schema.errors import (
+    InvalidTransitionProblem,
+    NotFoundProblem,
+    ValidationProblem,
+)
+from meterflow.schema.pagination import PageInfo
+from meterflow.services import plans
+from meterflow.services.pagination import Page, encode_cursor
+
+strawberry.enum(models.PlanStatus, name="PlanStatus")
+strawberry.enum(models.PeriodInterval, name="BillingInterval")
+strawberry.enum(models.InvoiceStatus, name="InvoiceStatus")
+strawberry.enum(models.LedgerKind, name="LedgerKind")
+
+
+@strawberry.enum
+class DiscountKind(enum.Enum):
+    PERCENT = "PERCENT"
+    FIXED = "FIXED"
+
+
+@strawberry.input
+class BillingPeriodInput:
+    interval: models.PeriodInterval
+    count: int = 1
+
+
+@strawberry.input
+class PlanItemInput:
+    meter_api_name: str
+    price_model: JSON = strawberry.field(description="e.g. {type: per_unit, unitPrice: '0.01'}")
+    included_units: Decimal | None = strawberry.field(
+        default=None, description="Free units per billing period, taken off first."
+    )
+
+
+@strawberry.input
+class PlanFeeInput:
+    name: str
+    amount: Decimal
+    recurring: bool = True
+    prorated: bool = False
+
+
+@strawberry.input
+class PlanDiscountInput:
+    name: str
+    kind: DiscountKind
+    value: Decimal = strawberry.field(description="Percent, or an amount of money.")
+    meter_api_name: str | None = strawberry.field(default=None, description="Item-level if set.")
+    periods: int | None = strawberry.field(
+        default=None, description="First N periods; null = forever."
+    )
+    cap: Decimal | None = None
+
+
+@strawberry.input
+class CreatePricingPlanInput:
+    name: str
+    billing_period: BillingPeriodInput
+    items: list[PlanItemInput]
+    currency: str = "USD"
+    fees: list[PlanFeeInput] | None = None
+    discounts: list[PlanDiscountInput] | None = None
+    minimum_spend: Decimal | None = None
+    free_tier_amount: Decimal | None = strawberry.field(
+        default=None, description="Plan-level free tier: this much usage is free each period."
+    )
+    grace_period_hours: int = 0
+    is_default: bool = False
+
+
+@strawberry.type
+class BillingPeriod:
+    interval: models.PeriodInterval
+    count: int
+
+
+@strawberry.type
+class PlanItem:
+    meter_api_name: str
+    price_model: JSON
+    included_units: Decimal
+
+
+@strawberry.type
+class PricingPlan:
+    id: strawberry.ID
+    name: str
+    currency: str
+    billing_period: BillingPeriod
+    status: models.PlanStatus
+    items: list[PlanItem]
+    fees: JSON
+    discounts: JSON
+    minimum_spend: Decimal | None
+    free_tier_amount: Decimal | None
+    grace_period_hours: int
+    is_default: bool
+    created_at: datetime
+    activated_at: datetime | None
+
+    @classmethod
+    def from_loaded(cls, loaded: plans.LoadedPlan) -> PricingPlan:
+        plan = loaded.plan
+        return cls(
+            id=strawberry.ID(str(plan.id)),
+            name=plan.name,
+            currency=plan.currency,
+            billing_period=BillingPeriod(interval=plan.period_interval, count=plan.period_count),
+            status=plan.status,
+            items=[
+                PlanItem(
+                    meter_api_name=meter.meter_api_name,
+                    price_model=JSON(item.price_model),
+                    included_units=Decimal(item.included_units),
+                )
+                for item, meter in loaded.items
+            ],
+            fees=JSON(plan.fees),
+            discounts=JSON(plan.discounts),
+            minimum_spend=plan.minimum_spend,
+            free_tier_amount=plan.free_tier_amount,
+            grace_period_hours=plan.grace_period_hours,
+            is_default=plan.is_default,
+            created_at=plan.created_at,
+            activated_at=plan.activated_at,
+        )
+
+
+@strawberry.input
+class AssignPricingPlanInput:
+    customer_id: str
+    plan_id: strawberry.ID
+    start_time: datetime | None = strawberry.field(
+        default=None, description="Default: the start of the current billing period."
+    )
+
+
+@strawberry.type
+class PlanAssignment:
+    customer_id: str
+    plan_id: strawberry.ID
+    start_time: datetime
+    end_time: datetime | None
+
+
+@strawberry.type
+class InvoiceTier:
+    tier: int
+    quantity: Decimal
+    unit_price: Decimal
+    flat_fee: Decimal
+    amount: Decimal
+
+
+@strawberry.type
+class InvoiceLine:
+    kind: str
+    name: str
+    meter_api_name: str | None
+    dimensions: JSON
+    units: Decimal
+    billable_units: Decimal
+    amount: Decimal
+    priced: bool
+    tiers: list[InvoiceTier]
+
+
+@strawberry.type
+class AppliedDiscount:
+    name: str
+    amount: Decimal
+
+
+@strawberry.type
+class Invoice:
+    id: strawberry.ID
+    customer_id: str
+    plan_id: strawberry.ID
+    period_start: datetime
+    period_end: datetime
+    status: models.InvoiceStatus
+    currency: str
+    lines: list[InvoiceLine]
+    discounts: list[AppliedDiscount]
+    subtotal: Decimal
+    discount: Decimal
+    credits_applied: Decimal
+    total: Decimal = strawberry.field(description="Amount due after discounts and credits.")
+    updated_at: datetime
+    finalized_at: datetime | None
+
+    @classmethod
+    def from_model(cls, row: models.Invoice) -> Invoice:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            customer_id=row.customer_id,
+            plan_id=strawberry.ID(str(row.plan_id)),
+            period_start=row.period_start,
+            period_end=row.period_end,
+            status=row.status,
+            currency=row.currency,
+            lines=[
+                InvoiceLine(
+                    kind=line["kind"],
+                    name=line["name"],
+                    meter_api_name=line["meterApiName"],
+                    dimensions=JSON(line["dimensions"]),
+                    units=Decimal(line["units"]),
+                    billable_units=Decimal(line["billableUnits"]),
+                    amount=Decimal(line["amount"]),
+                    priced=line["priced"],
+                    tiers=[
+                        InvoiceTier(
+                            tier=t["tier"],
+                            quantity=Decimal(t["quantity"]),
+                            unit_price=Decimal(t["unitPrice"]),
+                            flat_fee=Decimal(t["flatFee"]),
+                            amount=Decimal(t["amount"]),
+                        )
+                        for t in line["tiers"]
+                    ],
+                )
+                for line in row.lines
+            ],
+            discounts=[
+                AppliedDiscount(name=d["name"], amount=Decimal(d["amount"])) for d in row.discounts
+            ],
+            subtotal=Decimal(row.subtotal),
+            discount=Decimal(row.discount),
+            credits_applied=Decimal(row.credits_applied),
+            total=Decimal(row.total),
+            updated_at=row.updated_at,
+            finalized_at=row.finalized_at,
+        )
+
+
+@strawberry.type
+class InvoiceEdge:
+    cursor: str
+    node: Invoice
+
+
+@strawberry.type
+class InvoiceConnection:
+    edges: list[InvoiceEdge]
+    page_info: PageInfo
+
+    @classmethod
+    def from_page(cls, page: Page[models.Invoice]) -> InvoiceConnection:
+        edges = [
+            InvoiceEdge(
+                cursor=encode_cursor(row.period_start, row.id), node=Invoice.from_model(row)
+            )
+            for row in page.items
+        ]
+        return cls(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
+
+
+@strawberry.input
+class GrantCreditsInput:
+    customer_id: str
+    amount: Decimal
+    currency: str | None = strawberry.field(
+        default=None, description="Default: the customer's plan currency."
+    )
+    priority: int = strawberry.field(default=100, description="Lower is drawn first.")
+    expires_at: datetime | None = None
+    reason: str | None = None
+    purchased: bool = strawberry.field(default=True, description="False for free credits.")
+
+
+@strawberry.type
+class WalletLedgerEntry:
+    id: strawberry.ID
+    kind: models.LedgerKind
+    amount: Decimal
+    balance_after: Decimal
+    invoice_id: strawberry.ID | None
+    grant_id: strawberry.ID | None
+    created_at: datetime
+
+    @classmethod
+    def from_model(cls, row: models.WalletLedgerEntry) -> WalletLedgerEntry:
+        return cls(
+            id=strawberry.ID(str(row.seq)),
+            kind=row.kind,
+            amount=Decimal(row.amount),
+            balance_after=Decimal(row.balance_after),
+            invoice_id=strawberry.ID(str(row.invoice_id)) if row.invoice_id else None,
+            grant_id=strawberry.ID(str(row.grant_id)) if row.grant_id else None,
+            created_at=row.created_at,
+        )
+
+
+@strawberry.type
+class WalletLedgerEdge:
+    cursor: str
+    node: WalletLedgerEntry
+
+
+@strawberry.type
+class WalletLedgerConnection:
+    edges: list[WalletLedgerEdge]
+    page_info: PageInfo
+
+
+CreatePricingPlanResult = Annotated[
+    PricingPlan | ValidationProblem | NotFoundProblem, strawberry.union("CreatePricingPlanResult")
+]
+PricingPlanResult = Annotated[
+    PricingPlan | NotFoundProblem | InvalidTransitionProblem,
+    strawberry.union("PricingPlanResult"),
+]
+AssignPricingPlanResult = Annotated[
+    PlanAssignment | NotFoundProblem | InvalidTransitionProblem | ValidationProblem,
+    strawberry.union("AssignPricingPlanResult"),
+]
+
+
+@strawberry.type
+class Wallet:
+    customer_id: str
+    currency: str
+    balance: Decimal = strawberry.field(
+        description="Credits left, after what running invoices have drawn down."
+    )
+    account_id: strawberry.Private[object]
+
+    @strawberry.field(description="Grants, consumption and expiry, oldest first.")
+    async def ledger(
+        self, info: strawberry.Info, first: int | None = None, after: str | None = None
+    ) -> WalletLedgerConnection:
+        from meterflow.services import wallets
+        from meterflow.services.pagination import page_size
+
+        limit = page_size(first, maximum=info.context.max_page_size)
+        async with info.context.session_factory() as session:
+            page = await wallets.ledger(
+                session,
+                account_id=self.account_id,  # type: ignore[arg-type]
+                customer_id=self.customer_id,
+                currency=self.currency,
+                limit=limit,
+                after=int(after) if after and after.isdigit() else None,
+            )
+        edges = [
+            WalletLedgerEdge(cursor=str(row.seq), node=WalletLedgerEntry.from_model(row))
+            for row in page.items
+        ]
+        return WalletLedgerConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
+
+
+GrantCreditsResult = Annotated[
+    Wallet | ValidationProblem | NotFoundProblem, strawberry.union("GrantCreditsResult")
+]

@@ -1,0 +1,391 @@
+"""Pricing plans: DRAFT → ACTIVE (immutable; activates its draft meters) → DEPRECATED, and the
+assignment of a plan to a customer."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from meterflow.errors import InvalidTransitionError, NotFoundError, ValidationError
+from meterflow.models import (
+    Meter,
+    MeterStatus,
+    PeriodInterval,
+    PlanAssignment,
+    PlanItem,
+    PlanStatus,
+    PricingPlan,
+)
+from meterflow.models.base import utcnow
+from meterflow.pricing import invoice as pricing
+from meterflow.pricing.models import ByDimension, parse_price_model, to_json
+from meterflow.services import customers, validation
+from meterflow.services.periods import floor_interval
+
+CURRENCY_RE = re.compile(r"[A-Z]{3}")
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    meter_api_name: str
+    price_model: Any
+    included_units: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True)
+class PlanSpec:
+    name: str
+    currency: str = "USD"
+    interval: PeriodInterval = PeriodInterval.MONTH
+    count: int = 1
+    items: tuple[ItemSpec, ...] = ()
+    fees: tuple[pricing.Fee, ...] = ()
+    discounts: tuple[pricing.Discount, ...] = ()
+    minimum_spend: Decimal | None = None
+    free_tier_amount: Decimal | None = None
+    grace_period_hours: int = 0
+    is_default: bool = False
+
+
+@dataclass
+class LoadedPlan:
+    plan: PricingPlan
+    items: list[tuple[PlanItem, Meter]] = field(default_factory=list)
+
+    def terms(self) -> pricing.Terms:
+        plan = self.plan
+        return pricing.Terms(
+            currency=plan.currency,
+            items=tuple(
+                pricing.Item(
+                    meter.meter_api_name,
+                    parse_price_model(item.price_model),
+                    Decimal(item.included_units),
+                )
+                for item, meter in self.items
+            ),
+            fees=tuple(
+                pricing.Fee(f["name"], Decimal(f["amount"]), f["recurring"], f["prorated"])
+                for f in plan.fees
+            ),
+            discounts=tuple(
+                pricing.Discount(
+                    d["name"],
+                    pricing.DiscountKind(d["kind"]),
+                    Decimal(d["value"]),
+                    d.get("meterApiName"),
+                    d.get("periods"),
+                    Decimal(d["cap"]) if d.get("cap") is not None else None,
+                )
+                for d in plan.discounts
+            ),
+            minimum_spend=plan.minimum_spend,
+            free_tier_amount=plan.free_tier_amount,
+        )
+
+
+def _money(value: Any, field_name: str) -> Decimal:
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise ValidationError(f"{field_name} is not a number", field=field_name) from exc
+    if not amount.is_finite() or amount < 0:
+        raise ValidationError(f"{field_name} must be a non-negative number", field=field_name)
+    return amount
+
+
+async def create_plan(
+    session: AsyncSession, *, account_id: uuid.UUID, spec: PlanSpec
+) -> LoadedPlan:
+    name = validation.required_text(spec.name, field="name", max_length=200)
+    currency = spec.currency.upper()
+    if not CURRENCY_RE.fullmatch(currency):
+        raise ValidationError("currency must be a 3-letter ISO 4217 code", field="currency")
+    if not 1 <= spec.count <= 120:
+        raise ValidationError("billingPeriod.count must be 1-120", field="billingPeriod.count")
+    if spec.grace_period_hours < 0:
+        raise ValidationError("gracePeriodHours cannot be negative", field="gracePeriodHours")
+    names = [i.meter_api_name for i in spec.items]
+    if len(set(names)) != len(names):
+        raise ValidationError("a meter appears twice in items", field="items")
+    found = {
+        m.meter_api_name: m
+        for m in await session.scalars(
+            select(Meter).where(
+                col(Meter.account_id) == account_id, col(Meter.meter_api_name).in_(names)
+            )
+        )
+    }
+    plan = PricingPlan(
+        account_id=account_id,
+        name=name,
+        currency=currency,
+        period_interval=spec.interval,
+        period_count=spec.count,
+        status=PlanStatus.DRAFT,
+        fees=[
+            {
+                "name": validation.required_text(f.name, field="fees.name", max_length=200),
+                "amount": str(_money(f.amount, "fees.amount")),
+                "recurring": f.recurring,
+                "prorated": f.prorated,
+            }
+            for f in spec.fees
+        ],
+        discounts=[_discount_json(d, set(names)) for d in spec.discounts],
+        minimum_spend=_money(spec.minimum_spend, "minimumSpend")
+        if spec.minimum_spend is not None
+        else None,
+        free_tier_amount=_money(spec.free_tier_amount, "freeTierAmount")
+        if spec.free_tier_amount is not None
+        else None,
+        grace_period_hours=spec.grace_period_hours,
+        is_default=False,
+    )
+    session.add(plan)
+    loaded = LoadedPlan(plan)
+    for position, item in enumerate(spec.items):
+        where = f"items[{position}]"
+        meter = found.get(item.meter_api_name)
+        if meter is None:
+            raise NotFoundError(f"{where}: no meter {item.meter_api_name!r} in this account")
+        if meter.status is MeterStatus.DEPRECATED:
+            raise ValidationError(
+                f"{where}: meter {item.meter_api_name!r} is deprecated",
+                field=f"{where}.meterApiName",
+            )
+        if not meter.use_in_billing:
+            raise ValidationError(
+                f"{where}: meter {item.meter_api_name!r} has useInBilling false",
+                field=f"{where}.meterApiName",
+            )
+        model = parse_price_model(item.price_model, f"{where}.priceModel")
+        if isinstance(model, ByDimension) and meter.dimensions:
+            unknown = [d for d in model.dimensions if d not in meter.dimensions]
+            if unknown:
+                raise ValidationError(
+                    f"{where}.priceModel prices by {unknown[0]!r}, which is "
+                    f"not a dimension of meter {meter.meter_api_name!r}",
+                    field=f"{where}.priceModel.dimensions",
+                )
+        row = PlanItem(
+            account_id=account_id,
+            plan_id=plan.id,
+            meter_id=meter.id,
+            position=position,
+            price_model=to_json(model),
+            included_units=_money(item.included_units, f"{where}.includedUnits"),
+        )
+        session.add(row)
+        loaded.items.append((row, meter))
+    await session.flush()
+    if spec.is_default:
+        await _make_default(session, account_id, plan)
+    return loaded
+
+
+def _discount_json(discount: pricing.Discount, meters: set[str]) -> dict[str, Any]:
+    value = _money(discount.value, "discounts.value")
+    if discount.kind is pricing.DiscountKind.PERCENT and not 0 < value <= 100:
+        raise ValidationError("a percentage discount is between 0 and 100", field="discounts.value")
+    if discount.meter_api_name is not None and discount.meter_api_name not in meters:
+        raise ValidationError(
+            f"discount {discount.name!r} names meter "
+            f"{discount.meter_api_name!r}, which is not an item of the plan",
+            field="discounts.meterApiName",
+        )
+    if discount.periods is not None and discount.periods < 1:
+        raise ValidationError("discounts.periods must be at least 1", field="discounts.periods")
+    return {
+        "name": validation.required_text(discount.name, field="discounts.name", max_length=200),
+        "kind": discount.kind.value,
+        "value": str(value),
+        "meterApiName": discount.meter_api_name,
+        "periods": discount.periods,
+        "cap": str(_money(discount.cap, "discounts.cap")) if discount.cap is not None else None,
+    }
+
+
+async def _make_default(session: AsyncSession, account_id: uuid.UUID, plan: PricingPlan) -> None:
+    await session.execute(
+        update(PricingPlan)
+        .where(col(PricingPlan.account_id) == account_id, col(PricingPlan.id) != plan.id)
+        .values(is_default=False)
+    )
+    plan.is_default = True
+    await session.flush()
+
+
+async def load_plan(
+    session: AsyncSession, *, account_id: uuid.UUID, plan_id: uuid.UUID
+) -> LoadedPlan | None:
+    plan = await session.scalar(
+        select(PricingPlan).where(
+            col(PricingPlan.account_id) == account_id, col(PricingPlan.id) == plan_id
+        )
+    )
+    if plan is None:
+        return None
+    rows = (
+        await session.execute(
+            select(PlanItem, Meter)
+            .join(
+                Meter,
+                (col(Meter.account_id) == col(PlanItem.account_id))
+                & (col(Meter.id) == col(PlanItem.meter_id)),
+            )
+            .where(col(PlanItem.account_id) == account_id, col(PlanItem.plan_id) == plan_id)
+            .order_by(col(PlanItem.position))
+        )
+    ).all()
+    return LoadedPlan(plan, [(item, meter) for item, meter in rows])
+
+
+async def list_plans(
+    session: AsyncSession, *, account_id: uuid.UUID, status: PlanStatus | None = None
+) -> list[LoadedPlan]:
+    query = select(col(PricingPlan.id)).where(col(PricingPlan.account_id) == account_id)
+    if status is not None:
+        query = query.where(col(PricingPlan.status) == status)
+    ids = list(await session.scalars(query.order_by(col(PricingPlan.created_at))))
+    plans = [await load_plan(session, account_id=account_id, plan_id=i) for i in ids]
+    return [p for p in plans if p is not None]
+
+
+async def _required(session: AsyncSession, account_id: uuid.UUID, plan_id: uuid.UUID) -> LoadedPlan:
+    loaded = await load_plan(session, account_id=account_id, plan_id=plan_id)
+    if loaded is None:
+        raise NotFoundError(f"no pricing plan {plan_id} in this account")
+    return loaded
+
+
+async def activate_plan(
+    session: AsyncSession, *, account_id: uuid.UUID, plan_id: uuid.UUID
+) -> LoadedPlan:
+    loaded = await _required(session, account_id, plan_id)
+    if loaded.plan.status is not PlanStatus.DRAFT:
+        raise InvalidTransitionError(
+            f"plan {plan_id} is {loaded.plan.status}: only a DRAFT plan can be activated "
+            "(an active plan is immutable: create a new one to change prices)",
+            current_status=loaded.plan.status,
+        )
+    for _, meter in loaded.items:
+        if meter.status is MeterStatus.DRAFT:  # prices lock the meters they rate
+            meter.status = MeterStatus.ACTIVE
+            meter.activated_at = meter.updated_at = utcnow()
+    loaded.plan.status = PlanStatus.ACTIVE
+    loaded.plan.activated_at = utcnow()
+    await session.flush()
+    return loaded
+
+
+async def deprecate_plan(
+    session: AsyncSession, *, account_id: uuid.UUID, plan_id: uuid.UUID
+) -> LoadedPlan:
+    loaded = await _required(session, account_id, plan_id)
+    if loaded.plan.status is PlanStatus.DEPRECATED:
+        raise InvalidTransitionError(
+            f"plan {plan_id} is already DEPRECATED", current_status=loaded.plan.status
+        )
+    loaded.plan.status = PlanStatus.DEPRECATED
+    loaded.plan.deprecated_at = utcnow()
+    loaded.plan.is_default = False
+    await session.flush()
+    return loaded
+
+
+async def default_plan(session: AsyncSession, account_id: uuid.UUID) -> PricingPlan | None:
+    return await session.scalar(
+        select(PricingPlan).where(
+            col(PricingPlan.account_id) == account_id,
+            col(PricingPlan.is_default).is_(True),
+            col(PricingPlan.status) == PlanStatus.ACTIVE,
+        )
+    )
+
+
+async def assign_plan(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    customer_id: str,
+    plan_id: uuid.UUID,
+    start_time: datetime | None,
+    now: datetime,
+) -> PlanAssignment:
+    """Put a customer on a plan from `start_time` (default: the start of the current period).
+    A later-starting assignment is replaced; the current one ends where this one starts."""
+    loaded = await _required(session, account_id, plan_id)
+    if loaded.plan.status is not PlanStatus.ACTIVE:
+        raise InvalidTransitionError(
+            f"plan {plan_id} is {loaded.plan.status}: only an ACTIVE plan can be assigned",
+            current_status=loaded.plan.status,
+        )
+    customer = await customers.get_customer(session, account_id=account_id, customer_id=customer_id)
+    if customer is None:
+        raise NotFoundError(f"no customer {customer_id!r} in this account")
+    start = start_time or floor_interval(now, loaded.plan.period_interval)
+    await session.execute(
+        delete(PlanAssignment).where(
+            col(PlanAssignment.account_id) == account_id,
+            col(PlanAssignment.customer_id) == customer_id,
+            col(PlanAssignment.start_time) >= start,
+        )
+    )
+    await session.execute(
+        update(PlanAssignment)
+        .where(
+            col(PlanAssignment.account_id) == account_id,
+            col(PlanAssignment.customer_id) == customer_id,
+            (col(PlanAssignment.end_time).is_(None)) | (col(PlanAssignment.end_time) > start),
+        )
+        .values(end_time=start)
+    )
+    assignment = PlanAssignment(
+        account_id=account_id, customer_id=customer_id, plan_id=plan_id, start_time=start
+    )
+    session.add(assignment)
+    await session.flush()
+    return assignment
+
+
+async def assign_default_plan(
+    session: AsyncSession, *, account_id: uuid.UUID, customer_ids: set[str], now: datetime
+) -> int:
+    """New customers join the account's default plan, from the start of the current period."""
+    plan = await default_plan(session, account_id)
+    if plan is None or not customer_ids:
+        return 0
+    start = floor_interval(now, plan.period_interval)
+    for customer_id in sorted(customer_ids):
+        session.add(
+            PlanAssignment(
+                account_id=account_id, customer_id=customer_id, plan_id=plan.id, start_time=start
+            )
+        )
+    await session.flush()
+    return len(customer_ids)
+
+
+async def assignment_at(
+    session: AsyncSession, *, account_id: uuid.UUID, customer_id: str, moment: datetime
+) -> PlanAssignment | None:
+    return await session.scalar(
+        select(PlanAssignment)
+        .where(
+            col(PlanAssignment.account_id) == account_id,
+            col(PlanAssignment.customer_id) == customer_id,
+            col(PlanAssignment.start_time) <= moment,
+            (col(PlanAssignment.end_time).is_(None)) | (col(PlanAssignment.end_time) > moment),
+        )
+        .order_by(col(PlanAssignment.start_time).desc())
+        .limit(1)
+    )

@@ -1,0 +1,275 @@
+"""Prepaid credits: grants, drawn down by open invoices in real time, with a ledger.
+
+A grant's `remaining` is what no invoice has drawn yet. An invoice holds allocations against
+grants; re-rating moves its allocation up or down, and each move is a ledger entry. Grants are
+drawn in priority order (lowest first), then soonest expiry, then oldest.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from meterflow.errors import NotFoundError, ValidationError
+from meterflow.models import CreditAllocation, CreditGrant, LedgerKind, WalletLedgerEntry
+from meterflow.services import customers
+from meterflow.services.pagination import Page
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class WalletState:
+    customer_id: str
+    currency: str
+    balance: Decimal
+
+
+def _active(now: datetime) -> list[Any]:
+    return [
+        col(CreditGrant.expired_at).is_(None),
+        (col(CreditGrant.expires_at).is_(None)) | (col(CreditGrant.expires_at) > now),
+    ]
+
+
+async def balance(
+    session: AsyncSession, *, account_id: uuid.UUID, customer_id: str, currency: str, now: datetime
+) -> Decimal:
+    total: Any = await session.scalar(
+        select(func.coalesce(func.sum(col(CreditGrant.remaining)), 0)).where(
+            col(CreditGrant.account_id) == account_id,
+            col(CreditGrant.customer_id) == customer_id,
+            col(CreditGrant.currency) == currency,
+            *_active(now),
+        )
+    )
+    return Decimal(total or 0)
+
+
+async def _record(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    customer_id: str,
+    currency: str,
+    kind: LedgerKind,
+    amount: Decimal,
+    now: datetime,
+    grant_id: uuid.UUID | None = None,
+    invoice_id: uuid.UUID | None = None,
+) -> None:
+    await session.flush()
+    after = await balance(
+        session, account_id=account_id, customer_id=customer_id, currency=currency, now=now
+    )
+    session.add(
+        WalletLedgerEntry(
+            account_id=account_id,
+            customer_id=customer_id,
+            currency=currency,
+            kind=kind,
+            amount=amount,
+            balance_after=after,
+            grant_id=grant_id,
+            invoice_id=invoice_id,
+            created_at=now,
+        )
+    )
+
+
+async def grant(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    customer_id: str,
+    amount: Decimal,
+    currency: str,
+    priority: int,
+    expires_at: datetime | None,
+    reason: str | None,
+    purchased: bool,
+    now: datetime,
+) -> CreditGrant:
+    if not amount.is_finite() or amount <= 0:
+        raise ValidationError("amount must be positive", field="amount")
+    if expires_at is not None and expires_at <= now:
+        raise ValidationError("expiresAt is in the past", field="expiresAt")
+    if (
+        await customers.get_customer(session, account_id=account_id, customer_id=customer_id)
+        is None
+    ):
+        raise NotFoundError(f"no customer {customer_id!r} in this account")
+    row = CreditGrant(
+        account_id=account_id,
+        customer_id=customer_id,
+        currency=currency.upper(),
+        amount=amount,
+        remaining=amount,
+        priority=priority,
+        purchased=purchased,
+        reason=reason,
+        expires_at=expires_at,
+        created_at=now,
+    )
+    session.add(row)
+    await _record(
+        session,
+        account_id=account_id,
+        customer_id=customer_id,
+        currency=row.currency,
+        kind=LedgerKind.GRANT,
+        amount=amount,
+        now=now,
+        grant_id=row.id,
+    )
+    return row
+
+
+async def draw(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    customer_id: str,
+    currency: str,
+    invoice_id: uuid.UUID,
+    due: Decimal,
+    now: datetime,
+) -> Decimal:
+    """Make the invoice's credits cover as much of `due` as the wallet allows. Returns them."""
+    allocations = list(
+        await session.scalars(
+            select(CreditAllocation)
+            .where(
+                col(CreditAllocation.account_id) == account_id,
+                col(CreditAllocation.invoice_id) == invoice_id,
+            )
+            .with_for_update()
+        )
+    )
+    held = sum((a.amount for a in allocations), ZERO)
+    grants = list(
+        await session.scalars(
+            select(CreditGrant)
+            .where(
+                col(CreditGrant.account_id) == account_id,
+                col(CreditGrant.customer_id) == customer_id,
+                col(CreditGrant.currency) == currency,
+            )
+            .order_by(
+                col(CreditGrant.priority),
+                col(CreditGrant.expires_at).asc().nulls_last(),
+                col(CreditGrant.created_at),
+                col(CreditGrant.id),
+            )
+            .with_for_update()
+        )
+    )
+    if not grants and not allocations:
+        return ZERO
+    live = [
+        g for g in grants if g.expired_at is None and (g.expires_at is None or g.expires_at > now)
+    ]
+    available = sum((g.remaining for g in live), ZERO)
+    target = max(ZERO, min(due, held + available))
+    delta = target - held
+    if delta == 0:
+        return held
+    by_grant = {a.grant_id: a for a in allocations}
+    if delta > 0:
+        need = delta
+        for g in live:
+            take = min(g.remaining, need)
+            if take <= 0:
+                continue
+            g.remaining -= take
+            need -= take
+            if g.id in by_grant:
+                by_grant[g.id].amount += take
+            else:
+                allocation = CreditAllocation(
+                    account_id=account_id, invoice_id=invoice_id, grant_id=g.id, amount=take
+                )
+                session.add(allocation)
+                by_grant[g.id] = allocation
+            if need == 0:
+                break
+    else:
+        give_back = -delta
+        grant_of = {g.id: g for g in grants}
+        # Return credit to the grants drawn last first (reverse of the drawing order).
+        for g in reversed(grants):
+            held_here = by_grant.get(g.id)
+            if held_here is None or held_here.amount <= 0:
+                continue
+            back = min(held_here.amount, give_back)
+            held_here.amount -= back
+            grant_of[g.id].remaining += back
+            give_back -= back
+            if held_here.amount == 0:
+                await session.delete(held_here)
+            if give_back == 0:
+                break
+    await _record(
+        session,
+        account_id=account_id,
+        customer_id=customer_id,
+        currency=currency,
+        kind=LedgerKind.CONSUMPTION,
+        amount=-delta,
+        now=now,
+        invoice_id=invoice_id,
+    )
+    return target
+
+
+async def expire(session: AsyncSession, *, now: datetime) -> int:
+    """Expire grants whose time has come: what is left of them leaves the balance."""
+    due = list(
+        await session.scalars(
+            select(CreditGrant)
+            .where(col(CreditGrant.expired_at).is_(None), col(CreditGrant.expires_at) <= now)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    for g in due:
+        left = g.remaining
+        g.remaining = ZERO
+        g.expired_at = now
+        await _record(
+            session,
+            account_id=g.account_id,
+            customer_id=g.customer_id,
+            currency=g.currency,
+            kind=LedgerKind.EXPIRY,
+            amount=-left,
+            now=now,
+            grant_id=g.id,
+        )
+    return len(due)
+
+
+async def ledger(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    customer_id: str,
+    currency: str,
+    limit: int,
+    after: int | None,
+) -> Page[WalletLedgerEntry]:
+    query = select(WalletLedgerEntry).where(
+        col(WalletLedgerEntry.account_id) == account_id,
+        col(WalletLedgerEntry.customer_id) == customer_id,
+        col(WalletLedgerEntry.currency) == currency,
+    )
+    if after is not None:
+        query = query.where(col(WalletLedgerEntry.seq) > after)
+    rows = list(await session.scalars(query.order_by(col(WalletLedgerEntry.seq)).limit(limit + 1)))
+    return Page(rows[:limit], len(rows) > limit)
