@@ -178,7 +178,7 @@ async def main() -> None:
         rollup_rows = await conn.fetchval("SELECT count(*) FROM usage_rollups")
         await conn.close()
 
-        month_end = end.replace(day=1)
+        month_end = end.replace(day=1, hour=0)
         month_start = (month_end - timedelta(days=1)).replace(day=1)
         window = {
             "meterApiName": "api-calls",

@@ -78,6 +78,11 @@ async def snapshot(factory: SessionFactory, account_id: uuid.UUID) -> dict[str, 
                 "latest_time, latest_seq, latest_value",
             ),
             ("usage_distinct_values", "meter_id, customer_id, hour, dimensions, value"),
+            (
+                "usage_daily",
+                "meter_id, customer_id, day, sum, count, max, latest_time, "
+                "latest_seq, latest_value",
+            ),
         ):
             rows = await session.execute(
                 text(f"SELECT {cols} FROM {table} WHERE account_id = :a ORDER BY {cols}"),
@@ -189,3 +194,65 @@ async def test_worker_killed_part_way_then_rerun(
 
     await rollup_to_end(session_factory, account_id)
     assert await rolled(session_factory, account_id) == truth
+
+
+async def test_a_slow_ingest_is_never_skipped(
+    session_factory: SessionFactory, test_services: object
+) -> None:
+    """An ingest transaction that commits after a later one holds the watermark back, and both
+    are counted once; a long transaction in another database holds nothing back."""
+    import asyncpg
+
+    account_id = await seed(session_factory, 10)
+    await rollup_to_end(session_factory, account_id)
+
+    def records(prefix: str) -> list[ingestion.RawRecord]:
+        out = []
+        for i in range(3):
+            data = {
+                "meterApiName": "s",
+                # An existing customer: creating one would make the later ingest wait on the
+                # slow transaction's uncommitted customer row.
+                "customerId": "c1",
+                "meterValue": 7,
+                "meterTimeInMillis": int(NOW.timestamp() * 1000) - 60_000,
+                "uniqueId": f"{prefix}{i}",
+                "dimensions": {"user": "u"},
+            }
+            out.append(ingestion.RawRecord(data, json.dumps(data)))
+        return out
+
+    before = await rolled(session_factory, account_id)
+    async with session_factory() as slow, slow.begin():
+        await ingestion.ingest(slow, account_id=account_id, records=records("slow"), now=NOW)
+        async with unit_of_work(session_factory) as quick:  # starts later, commits first
+            await ingestion.ingest(quick, account_id=account_id, records=records("quick"), now=NOW)
+        await rollup_to_end(session_factory, account_id)
+        rolled_early = await rolled(session_factory, account_id)
+        assert rolled_early == before, "rolled past a transaction that had not committed"
+    # Now the slow one has committed too.
+    await rollup_to_end(session_factory, account_id)
+    truth = await from_raw(session_factory, account_id)
+    assert await rolled(session_factory, account_id) == truth
+    assert sum(r[4] for r in truth) - sum(r[4] for r in before) == 6  # 3 slow + 3 quick
+
+    # A transaction holding an xid open in another database does not stall this one.
+    admin = test_services.admin_database_url.replace(  # type: ignore[attr-defined]
+        "postgresql+asyncpg://", "postgresql://"
+    )
+    other = await asyncpg.connect(admin)
+    try:
+        transaction = other.transaction()
+        await transaction.start()
+        await other.fetchval("SELECT pg_current_xact_id()")  # takes an xid and keeps it
+        async with unit_of_work(session_factory) as session:
+            await ingestion.ingest(
+                session, account_id=account_id, records=records("later"), now=NOW
+            )
+        await rollup_to_end(session_factory, account_id)
+        assert await rolled(session_factory, account_id) == await from_raw(
+            session_factory, account_id
+        )
+        await transaction.rollback()
+    finally:
+        await other.close()

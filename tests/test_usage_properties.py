@@ -122,7 +122,24 @@ def comparable(groups: dict) -> dict:  # type: ignore[type-arg]
 
 async def check(factory: SessionFactory, meter_type: MeterType, batches: list) -> None:  # type: ignore[type-arg]
     account_id, evs = await run_stream(factory, meter_type, batches)
-    start, end = T0, T0 + timedelta(days=2, hours=5)
+    midnight = T0.replace(hour=0)
+    # The first range is hour-aligned (hourly rollups); the second day-aligned, which lets
+    # queries without dimensions read the daily rollups.
+    for start, end in (
+        (T0, T0 + timedelta(days=2, hours=5)),
+        (midnight, midnight + timedelta(days=3)),
+    ):
+        await check_range(factory, meter_type, account_id, evs, start, end)
+
+
+async def check_range(
+    factory: SessionFactory,
+    meter_type: MeterType,
+    account_id: object,
+    evs: list[Ev],
+    start: datetime,
+    end: datetime,
+) -> None:
     for grouping in Grouping:
         for group_by in ((), ("customerId",), ("region",), ("customerId", "region")):
             async with factory() as session:

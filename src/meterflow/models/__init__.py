@@ -19,6 +19,7 @@ from meterflow.models.customer import Customer
 from meterflow.models.meter import Meter, MeterStatus, MeterType
 from meterflow.models.meter_event import MeterEvent, MeterEventIdentity
 from meterflow.models.usage import (
+    UsageDaily,
     UsageDistinctValue,
     UsageDurationInterval,
     UsageRollup,
@@ -45,6 +46,7 @@ __all__ = [
     "PlanItem",
     "PlanStatus",
     "PricingPlan",
+    "UsageDaily",
     "UsageDistinctValue",
     "UsageDurationInterval",
     "UsageRollup",

@@ -86,3 +86,22 @@ class UsageDurationInterval(SQLModel, table=True):
     stopped_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
+
+
+class UsageDaily(SQLModel, table=True):
+    """Hourly rollups summed per customer and UTC day, dimensions collapsed: what month-long,
+    all-customer queries read (sparse hourly data barely compresses; this does)."""
+
+    __tablename__ = "usage_daily"
+    __table_args__ = (Index("ix_usage_daily_meter_day", "account_id", "meter_id", "day"),)
+
+    account_id: uuid.UUID = Field(sa_column=_account_key())
+    meter_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
+    customer_id: str = Field(sa_column=Column(String(200), primary_key=True))
+    day: datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True))
+    sum: Decimal = Field(sa_column=Column(Numeric, nullable=False))
+    count: int = Field(sa_column=Column(BigInteger, nullable=False))
+    max: Decimal = Field(sa_column=Column(Numeric, nullable=False))
+    latest_time: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    latest_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    latest_value: Decimal = Field(sa_column=Column(Numeric, nullable=False))

@@ -1,8 +1,9 @@
 """The rollup of one account's new events into hourly usage, exactly once.
 
 One run, one transaction, under a per-account advisory lock:
-  1. watermark W (xid8) ← usage_watermarks;  X ← pg_snapshot_xmin(now): every transaction below
-     X has finished, so the events with ingest_xid in [W, X) are all there will ever be.
+  1. watermark W (xid8) ← usage_watermarks;  X ← the horizon (below): every transaction below
+     X that could write here has finished, so the events with ingest_xid in [W, X) are all
+     there will ever be.
      (A sequence number could not do this: commit order is not sequence order.)
   2. bound the run to about `max_events` events (whole transactions only);
   3. hours touched by cancellations are recomputed from raw events; every other new event is
@@ -87,6 +88,25 @@ INSERT_DISTINCT = """
 """
 
 
+# The rollup horizon: every transaction below it that could have inserted events into this
+# database has finished. Cluster-wide that is pg_snapshot_xmin, but a long transaction in
+# *another* database (a migration, a report) would then stall every tenant's rollups, and its
+# events can never land here. So: the oldest in-progress transaction not known to belong to
+# another database, else the snapshot's xmax. A transaction whose database we cannot see counts
+# as ours (conservative: it can only delay, never skip).
+HORIZON = """
+SELECT coalesce(
+    (SELECT min(x) FROM pg_snapshot_xip(s) AS x
+     WHERE NOT EXISTS (
+         SELECT 1 FROM pg_stat_activity a
+         WHERE a.datname IS NOT NULL AND a.datname <> current_database()
+           AND a.backend_xid IS NOT NULL
+           AND a.backend_xid::text::bigint = x::text::bigint % 4294967296)),
+    pg_snapshot_xmax(s))
+FROM pg_current_snapshot() AS s
+"""
+
+
 @dataclass
 class RollupResult:
     events: int = 0
@@ -119,7 +139,7 @@ async def rollup_account(
             a=account_id,
         )
     )
-    high = int(await _scalar(session, "SELECT pg_snapshot_xmin(pg_current_snapshot())"))
+    high = int(await _scalar(session, HORIZON))
     # Bound the step at a transaction boundary: stop before the xid of the n-th new event.
     cutoff = await _scalar(
         session,
@@ -194,6 +214,7 @@ async def rollup_account(
             high=high,
         )
     )
+    await _rebuild_days(session, params)
     await _rebuild_intervals(session, account_id, low, high)
     await session.execute(
         text(
@@ -204,6 +225,44 @@ async def rollup_account(
         params,
     )
     return result
+
+
+async def _rebuild_days(session: AsyncSession, params: dict[str, Any]) -> None:
+    """Re-sum the (meter, customer, day) rows this step touched from their hourly rows."""
+    await session.execute(
+        text(
+            "CREATE TEMP TABLE touched_days ON COMMIT DROP AS "
+            "SELECT DISTINCT meter_id, customer_id, date_trunc('day', event_time, 'UTC') AS day "
+            "FROM meter_events WHERE account_id = :account_id AND ("
+            "(ingest_xid >= CAST(:low AS xid8) AND ingest_xid < CAST(:high AS xid8)) OR "
+            "(cancel_xid >= CAST(:low AS xid8) AND cancel_xid < CAST(:high AS xid8)))"
+        ),
+        params,
+    )
+    await session.execute(
+        text(
+            "DELETE FROM usage_daily d USING touched_days t WHERE d.account_id = :account_id "
+            "AND d.meter_id = t.meter_id AND d.customer_id = t.customer_id AND d.day = t.day"
+        ),
+        params,
+    )
+    await session.execute(
+        text(
+            "INSERT INTO usage_daily (account_id, meter_id, customer_id, day, sum, count, max, "
+            "latest_time, latest_seq, latest_value) "
+            "SELECT :account_id, t.meter_id, t.customer_id, t.day, sum(r.sum), sum(r.count), "
+            "max(r.max), "
+            "(array_agg(r.latest_time ORDER BY r.latest_time DESC, r.latest_seq DESC))[1], "
+            "(array_agg(r.latest_seq ORDER BY r.latest_time DESC, r.latest_seq DESC))[1], "
+            "(array_agg(r.latest_value ORDER BY r.latest_time DESC, r.latest_seq DESC))[1] "
+            "FROM touched_days t JOIN usage_rollups r ON r.account_id = :account_id "
+            "AND r.meter_id = t.meter_id AND r.customer_id = t.customer_id "
+            "AND r.hour >= t.day AND r.hour < t.day + interval '1 day' "
+            "GROUP BY t.meter_id, t.customer_id, t.day"
+        ),
+        params,
+    )
+    await session.execute(text("DROP TABLE touched_days"))
 
 
 @dataclass(frozen=True)

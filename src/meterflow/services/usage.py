@@ -105,6 +105,16 @@ class _Sql:
             "end": end,
             "unit": query.grouping.value.lower(),
         }
+        # Daily rows answer exactly when nothing asks for dimensions and buckets are whole
+        # days; they are far fewer than hourly rows for month-long, all-customer queries.
+        daily = (
+            query.grouping is not Grouping.HOUR
+            and not any(k != CUSTOMER for k in (*query.group_by, *query.filter))
+            and floor(start, Grouping.DAY) == start
+            and floor(end, Grouping.DAY) == end
+        )
+        self.table = "usage_daily" if daily else "usage_rollups"
+        self.time = "day" if daily else "hour"
         self.groups: list[str] = []
         for i, key in enumerate(query.group_by):
             self.groups.append(self._column(key, f"g{i}"))
@@ -207,9 +217,9 @@ async def _additive(session: AsyncSession, sql: _Sql, kind: MeterType) -> tuple[
     rows = (
         await session.execute(
             text(
-                f"SELECT date_trunc(:unit, hour, 'UTC') AS bucket{sql.group_columns()}, "
-                "sum(sum), sum(count), max(max) FROM usage_rollups "
-                f"WHERE {sql.where('hour >= :start', 'hour < :end')} "
+                f"SELECT date_trunc(:unit, {sql.time}, 'UTC') AS bucket{sql.group_columns()}, "
+                f"sum(sum), sum(count), max(max) FROM {sql.table} "
+                f"WHERE {sql.where(f'{sql.time} >= :start', f'{sql.time} < :end')} "
                 f"GROUP BY bucket{sql.group_refs()}"
             ),
             sql.params,
@@ -239,8 +249,8 @@ async def _running_baseline(session: AsyncSession, sql: _Sql) -> Totals:
     rows = (
         await session.execute(
             text(
-                f"SELECT sum(sum){sql.group_columns()} FROM usage_rollups "
-                f"WHERE {sql.where('hour < :start')}{sql.group_by_groups()}"
+                f"SELECT sum(sum){sql.group_columns()} FROM {sql.table} "
+                f"WHERE {sql.where(f'{sql.time} < :start')}{sql.group_by_groups()}"
             ),
             sql.params,
         )
@@ -267,9 +277,9 @@ async def _latest(session: AsyncSession, sql: _Sql) -> tuple[Buckets, Totals]:
                 + ") bucket"
                 + sql.group_refs()
                 + ", latest_value, latest_time, latest_seq FROM ("
-                f"SELECT date_trunc(:unit, hour, 'UTC') AS bucket{sql.group_columns()}, "
-                "latest_value, latest_time, latest_seq FROM usage_rollups "
-                f"WHERE {sql.where('hour >= :start', 'hour < :end')}) AS r "
+                f"SELECT date_trunc(:unit, {sql.time}, 'UTC') AS bucket{sql.group_columns()}, "
+                f"latest_value, latest_time, latest_seq FROM {sql.table} "
+                f"WHERE {sql.where(f'{sql.time} >= :start', f'{sql.time} < :end')}) AS r "
                 f"ORDER BY bucket{sql.group_refs()}, latest_time DESC, latest_seq DESC"
             ),
             sql.params,
