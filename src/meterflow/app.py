@@ -22,6 +22,7 @@ from meterflow.http.limits import BodySizeLimit
 from meterflow.http.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from meterflow.http.usage import usage_endpoint
 from meterflow.jobs import JobQueue
+from meterflow.pubsub import Broker
 from meterflow.schema.root import build_schema
 
 log = logging.getLogger("meterflow.app")
@@ -41,8 +42,16 @@ def create_app(settings: Settings) -> Starlette:
         max_tokens=settings.max_query_tokens,
         max_aliases=settings.max_aliases,
     )
+    broker = Broker(settings.redis_url)
+    secret_key = settings.secret_key.get_secret_value()
     graphql = GraphQLView(
-        schema, session_factory=session_factory, max_page_size=settings.max_page_size, jobs=jobs
+        schema,
+        session_factory=session_factory,
+        max_page_size=settings.max_page_size,
+        jobs=jobs,
+        broker=broker,
+        redis=redis,
+        secret_key=secret_key,
     )
 
     @asynccontextmanager
@@ -50,6 +59,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            await broker.close()
             await jobs.close()
             await redis.aclose()
             await engine.dispose()
@@ -62,7 +72,10 @@ def create_app(settings: Settings) -> Starlette:
             *(Route(path, ingest_endpoint, methods=["POST"]) for path in INGEST_PATHS),
             Route("/usage", usage_endpoint, methods=["POST"]),
             Route("/usage/", usage_endpoint, methods=["POST"]),
-            Route("/graphql", RequireApiKey(graphql, session_factory=session_factory)),
+            Route(
+                "/graphql",
+                RequireApiKey(graphql, session_factory=session_factory, secret_key=secret_key),
+            ),
             WebSocketRoute("/graphql", graphql),
         ],
         middleware=[
@@ -84,4 +97,5 @@ def create_app(settings: Settings) -> Starlette:
     app.state.redis = redis
     app.state.metrics = metrics
     app.state.jobs = jobs
+    app.state.broker = broker
     return app

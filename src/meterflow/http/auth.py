@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -9,7 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from meterflow.db import SessionFactory
 from meterflow.errors import AuthenticationError
 from meterflow.http.responses import graphql_error_response
-from meterflow.services import accounts
+from meterflow.services import accounts, sessions
 
 MISSING = "missing API key: send X-API-Key: <key> or Authorization: Bearer <key>"
 
@@ -24,12 +26,28 @@ def presented_key(headers: Headers) -> str | None:
     return None
 
 
+Principal = accounts.AccountPrincipal | sessions.CustomerPrincipal
+
+
+async def resolve_principal(
+    session_factory: SessionFactory, secret: str, secret_key: str
+) -> Principal:
+    """An API key, or a customer session token (`mfs_...`). AuthenticationError says why not."""
+    async with session_factory() as session:
+        if secret.startswith(sessions.TOKEN_PREFIX):
+            return await sessions.authenticate(
+                session, token=secret, now=datetime.now(UTC), secret_key=secret_key
+            )
+        return await accounts.authenticate(session, secret=secret)
+
+
 class RequireApiKey:
     """Lets GraphiQL's page (GET without a query) through; everything else needs a valid key."""
 
-    def __init__(self, app: ASGIApp, *, session_factory: SessionFactory) -> None:
+    def __init__(self, app: ASGIApp, *, session_factory: SessionFactory, secret_key: str) -> None:
         self.app = app
         self.session_factory = session_factory
+        self.secret_key = secret_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._is_ide_page(scope):
@@ -43,11 +61,15 @@ class RequireApiKey:
             await response(scope, receive, send)
             return
         try:
-            async with self.session_factory() as session:
-                principal = await accounts.authenticate(session, secret=secret)
-        except AuthenticationError:
+            principal = await resolve_principal(self.session_factory, secret, self.secret_key)
+        except AuthenticationError as exc:
+            message = (
+                exc.message
+                if secret.startswith(sessions.TOKEN_PREFIX)
+                else "invalid or revoked API key"
+            )
             response = graphql_error_response(
-                401, "UNAUTHENTICATED", "invalid or revoked API key", {"WWW-Authenticate": "Bearer"}
+                401, "UNAUTHENTICATED", message, {"WWW-Authenticate": "Bearer"}
             )
             await response(scope, receive, send)
             return

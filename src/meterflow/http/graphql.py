@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.asyncio import Redis
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -11,16 +12,45 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.schema import BaseSchema
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
 
 from meterflow.db import SessionFactory
 from meterflow.errors import AuthenticationError
-from meterflow.http.auth import presented_key
+from meterflow.http.auth import presented_key, resolve_principal
 from meterflow.jobs import JobQueue
+from meterflow.pubsub import Broker
 from meterflow.schema.context import Context
-from meterflow.services import accounts
+from meterflow.services import sessions
+
+
+class _ExplainingSocket:
+    """Wraps the WebSocket so a refused connection_init closes with *why* it was refused
+    (Strawberry always says "Forbidden")."""
+
+    def __init__(self, websocket: Any, context: Context) -> None:
+        self._websocket = websocket
+        self._context = context
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._websocket, name)
+
+    async def close(self, code: int, reason: str) -> None:
+        if code == 4403 and self._context.rejection:
+            reason = self._context.rejection
+        await self._websocket.close(code=code, reason=reason)
+
+
+class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.websocket = _ExplainingSocket(self.websocket, self.context)  # type: ignore[assignment]
 
 
 class GraphQLView(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = _TransportWSHandler
+
     def __init__(
         self,
         schema: BaseSchema,
@@ -28,11 +58,17 @@ class GraphQLView(GraphQL[Context, None]):
         session_factory: SessionFactory,
         max_page_size: int,
         jobs: JobQueue | None = None,
+        broker: Broker | None = None,
+        redis: Redis | None = None,
+        secret_key: str = "",
     ) -> None:
-        super().__init__(schema, graphql_ide="graphiql")
+        super().__init__(schema, graphql_ide="graphiql", keep_alive=True, keep_alive_interval=15)
         self.session_factory = session_factory
-        self.jobs = jobs
         self.max_page_size = max_page_size
+        self.jobs = jobs
+        self.broker = broker
+        self.redis = redis
+        self.secret_key = secret_key
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None = None
@@ -46,21 +82,35 @@ class GraphQLView(GraphQL[Context, None]):
             max_page_size=self.max_page_size,
             jobs=self.jobs,
             principal=principal,
+            broker=self.broker,
+            redis=self.redis,
+            secret_key=self.secret_key,
         )
 
     async def on_ws_connect(self, context: Context) -> dict[str, Any] | None:
-        """graphql-transport-ws `connection_init`: payload {"apiKey": ...} (or a header)."""
+        """graphql-transport-ws `connection_init`: payload {"token": ...} (a customer session
+        token) or {"apiKey": ...}, or the HTTP headers of the upgrade request."""
         params = context.connection_params if isinstance(context.connection_params, dict) else {}
         secret = (
-            params.get("apiKey") or params.get("token") or presented_key(context.request.headers)
+            params.get("token") or params.get("apiKey") or presented_key(context.request.headers)
         )
         if not isinstance(secret, str) or not secret:
-            raise ConnectionRejectionError({"reason": "missing apiKey in connection_init payload"})
+            context.rejection = "missing token or apiKey in the connection_init payload"
+            raise ConnectionRejectionError()
         try:
-            async with self.session_factory() as session:
-                context.principal = await accounts.authenticate(session, secret=secret)
+            principal = await resolve_principal(self.session_factory, secret, self.secret_key)
         except AuthenticationError as exc:
-            raise ConnectionRejectionError({"reason": "invalid or revoked API key"}) from exc
+            context.rejection = (
+                exc.message
+                if secret.startswith(sessions.TOKEN_PREFIX)
+                else "invalid or revoked API key"
+            )
+            raise ConnectionRejectionError() from exc
         except (OperationalError, DBAPIError, OSError) as exc:
-            raise ConnectionRejectionError({"reason": "database unavailable"}) from exc
-        return {"accountId": str(context.principal.account_id)}
+            context.rejection = "database unavailable"
+            raise ConnectionRejectionError() from exc
+        context.principal = principal
+        ack: dict[str, Any] = {"accountId": str(principal.account_id)}
+        if isinstance(principal, sessions.CustomerPrincipal):
+            ack["customerId"] = principal.customer_id
+        return ack

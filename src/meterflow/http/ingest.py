@@ -17,6 +17,7 @@ from meterflow.db import is_transient, unit_of_work
 from meterflow.errors import AuthenticationError
 from meterflow.http import wire
 from meterflow.http.auth import presented_key
+from meterflow.pubsub import event_channels, publish
 from meterflow.services import accounts, ingestion
 from meterflow.services.ingestion import IngestReport, Status
 
@@ -105,4 +106,5 @@ async def ingest_endpoint(request: Request) -> Response:
         raise
     if report.accepted:
         await state.jobs.request_rollup(principal.account_id)
+        await publish(state.redis, *event_channels(principal.account_id, report.meters))
     return _report_response(report, request)

@@ -1,6 +1,6 @@
 """SQLModel tables, one module per domain noun. Importing this package registers them all."""
 
-from meterflow.models.account import Account
+from meterflow.models.account import Account, CustomerSession
 from meterflow.models.api_key import ApiKey, ApiKeyScope
 from meterflow.models.billing import (
     CreditAllocation,
@@ -33,6 +33,7 @@ __all__ = [
     "CreditAllocation",
     "CreditGrant",
     "Customer",
+    "CustomerSession",
     "Invoice",
     "InvoiceStatus",
     "LedgerKind",

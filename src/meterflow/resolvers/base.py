@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -11,13 +12,14 @@ from meterflow.errors import MeterflowError
 from meterflow.schema.context import Context
 from meterflow.schema.errors import to_problem
 from meterflow.services.accounts import AccountPrincipal
+from meterflow.services.sessions import CustomerPrincipal
 
 Info = strawberry.Info[Context, None]
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-def require_principal(info: Info) -> AccountPrincipal:
+def require_principal(info: Info) -> AccountPrincipal | CustomerPrincipal:
     principal = info.context.principal
     if principal is None:
         raise GraphQLError(
@@ -27,15 +29,43 @@ def require_principal(info: Info) -> AccountPrincipal:
     return principal
 
 
-def require_admin(info: Info) -> AccountPrincipal:
+def _forbidden(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": "FORBIDDEN"})
+
+
+def require_account_key(info: Info) -> AccountPrincipal:
+    """Any API key (admin or ingest); never a customer session token."""
     principal = require_principal(info)
+    if isinstance(principal, CustomerPrincipal):
+        raise _forbidden("a customer session token is read-only and sees only its customer")
+    return principal
+
+
+def require_admin(info: Info) -> AccountPrincipal:
+    principal = require_account_key(info)
     if not principal.is_admin:
-        raise GraphQLError(
+        raise _forbidden(
             f"this API key has the {principal.scope.value!r} scope, which only writes meter "
-            "events; use an admin key",
-            extensions={"code": "FORBIDDEN"},
+            "events; use an admin key"
         )
     return principal
+
+
+def require_reader(info: Info, customer_id: str | None) -> uuid.UUID:
+    """An admin key, or a customer session token asking about its own customer. Returns the
+    account to read from."""
+    principal = require_principal(info)
+    if isinstance(principal, CustomerPrincipal):
+        if customer_id != principal.customer_id:
+            raise _forbidden("this session token may only read its own customer's data")
+        return principal.account_id
+    return require_admin(info).account_id
+
+
+def token_customer(info: Info) -> str | None:
+    """The customer a session token is bound to, or None for API keys."""
+    principal = info.context.principal
+    return principal.customer_id if isinstance(principal, CustomerPrincipal) else None
 
 
 async def mutate(

@@ -10,7 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from meterflow import models
 from meterflow.errors import NotFoundError
 from meterflow.pricing import invoice as pricing
-from meterflow.resolvers.base import Info, mutate, require_admin
+from meterflow.pubsub import customer_channels
+from meterflow.resolvers.base import (
+    Info,
+    mutate,
+    require_admin,
+    require_reader,
+    token_customer,
+)
 from meterflow.schema.billing import (
     AssignPricingPlanInput,
     AssignPricingPlanResult,
@@ -112,11 +119,11 @@ class BillingQueries:
 
     @strawberry.field(description="The running invoice of the current period, or null.")
     async def current_invoice(self, info: Info, customer_id: str) -> Invoice | None:
-        principal = require_admin(info)
+        account_id = require_reader(info, customer_id)
         async with info.context.unit_of_work() as session:
             row = await invoices.current_invoice(
                 session,
-                account_id=principal.account_id,
+                account_id=account_id,
                 customer_id=customer_id,
                 now=datetime.now(UTC),
             )
@@ -131,12 +138,13 @@ class BillingQueries:
         first: int | None = None,
         after: str | None = None,
     ) -> InvoiceConnection:
-        principal = require_admin(info)
+        customer_id = customer_id if customer_id is not None else token_customer(info)
+        account_id = require_reader(info, customer_id)
         limit = page_size(first, maximum=info.context.max_page_size)
         async with info.context.session_factory() as session:
             page = await invoices.list_invoices(
                 session,
-                account_id=principal.account_id,
+                account_id=account_id,
                 customer_id=customer_id,
                 status=status,
                 limit=limit,
@@ -148,22 +156,18 @@ class BillingQueries:
     async def wallet(
         self, info: Info, customer_id: str, currency: str | None = None
     ) -> Wallet | None:
-        principal = require_admin(info)
+        account_id = require_reader(info, customer_id)
         now = datetime.now(UTC)
         async with info.context.session_factory() as session:
-            chosen = await _wallet_currency(
-                session, principal.account_id, customer_id, currency, now
-            )
+            chosen = await _wallet_currency(session, account_id, customer_id, currency, now)
             left = await wallets.balance(
                 session,
-                account_id=principal.account_id,
+                account_id=account_id,
                 customer_id=customer_id,
                 currency=chosen,
                 now=now,
             )
-        return Wallet(
-            customer_id=customer_id, currency=chosen, balance=left, account_id=principal.account_id
-        )
+        return Wallet(customer_id=customer_id, currency=chosen, balance=left, account_id=account_id)
 
 
 @strawberry.type
@@ -219,7 +223,7 @@ class BillingMutations:
             )
             return assignment
 
-        return await mutate(
+        result = await mutate(
             info,
             assign,
             lambda a: PlanAssignment(
@@ -229,6 +233,10 @@ class BillingMutations:
                 end_time=a.end_time,
             ),
         )
+        # Subscribers re-read the truth: a refused change just shows the same state again.
+        principal = require_admin(info)
+        await info.context.publish(*customer_channels(principal.account_id, input.customer_id))
+        return result
 
     @strawberry.mutation(description="Add prepaid credits; they apply to the open invoice now.")
     async def grant_credits(self, info: Info, input: GrantCreditsInput) -> GrantCreditsResult:
@@ -266,4 +274,7 @@ class BillingMutations:
                 account_id=principal.account_id,
             )
 
-        return await mutate(info, grant, lambda wallet: wallet)
+        result = await mutate(info, grant, lambda wallet: wallet)
+        principal = require_admin(info)
+        await info.context.publish(*customer_channels(principal.account_id, input.customer_id))
+        return result

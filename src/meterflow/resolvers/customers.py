@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import strawberry
 
-from meterflow.resolvers.base import Info, mutate, require_admin
+from meterflow.resolvers.base import Info, mutate, require_admin, require_reader
 from meterflow.schema.customers import (
     CreateCustomerInput,
     CreateCustomerResult,
@@ -19,10 +19,10 @@ from meterflow.services.pagination import page_size
 class CustomerQueries:
     @strawberry.field(description="A customer by the account's own customerId, or null.")
     async def customer(self, info: Info, customer_id: str) -> Customer | None:
-        principal = require_admin(info)
+        account_id = require_reader(info, customer_id)
         async with info.context.session_factory() as session:
             row = await customers.get_customer(
-                session, account_id=principal.account_id, customer_id=customer_id
+                session, account_id=account_id, customer_id=customer_id
             )
         return Customer.from_model(row) if row else None
 

@@ -8,7 +8,8 @@ import strawberry
 from graphql import GraphQLError
 
 from meterflow.db import is_transient
-from meterflow.resolvers.base import Info, mutate, require_admin, require_principal
+from meterflow.pubsub import event_channels
+from meterflow.resolvers.base import Info, mutate, require_account_key, require_admin
 from meterflow.schema.events import (
     CancelledMeterEvents,
     CancelResult,
@@ -71,7 +72,7 @@ class EventQueries:
 class EventMutations:
     @strawberry.mutation(description="Ingest a batch (≤ 10,000); one outcome per event.")
     async def ingest_meter_events(self, info: Info, events: list[MeterEventInput]) -> IngestResult:
-        principal = require_principal(info)  # ingest-scoped keys may call this
+        principal = require_account_key(info)  # ingest-scoped keys may call this
         if len(events) > ingestion.MAX_BATCH:
             raise GraphQLError(
                 str(ingestion.BatchTooLarge(len(events))), extensions={"code": "BATCH_TOO_LARGE"}
@@ -92,6 +93,8 @@ class EventMutations:
             raise
         if report.accepted and info.context.jobs is not None:
             await info.context.jobs.request_rollup(principal.account_id)
+        if report.accepted:
+            await info.context.publish(*event_channels(principal.account_id, report.meters))
         return IngestResult.from_report(report)
 
     @strawberry.mutation(description="Exclude events from usage by uniqueId.")

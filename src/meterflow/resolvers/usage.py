@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import strawberry
 from graphql import GraphQLError
 
 from meterflow.errors import MeterflowError
-from meterflow.resolvers.base import Info, require_admin
+from meterflow.resolvers.base import Info, require_reader, token_customer
 from meterflow.schema.usage import UsageQueryInput, UsageResult
 from meterflow.services import usage
 
@@ -31,13 +32,21 @@ def to_query(input: UsageQueryInput) -> usage.UsageQuery:
 class UsageQueries:
     @strawberry.field(description="Usage of a meter per time interval and group.")
     async def usage(self, info: Info, input: UsageQueryInput) -> UsageResult:
-        principal = require_admin(info)
+        query = to_query(input)
+        own = token_customer(info)
+        if own is not None:
+            # A customer's token reads only its own usage, whatever the filter asked for.
+            asked = query.filter.get(usage.CUSTOMER)
+            if asked is not None and asked != [own]:
+                require_reader(info, None)  # refuses with FORBIDDEN
+            query = replace(query, filter={**query.filter, usage.CUSTOMER: [own]})
+        account_id = require_reader(info, own)
         try:
             async with info.context.session_factory() as session:
                 answer = await usage.query_usage(
                     session,
-                    account_id=principal.account_id,
-                    query=to_query(input),
+                    account_id=account_id,
+                    query=query,
                     now=datetime.now(UTC),
                 )
         except MeterflowError as exc:

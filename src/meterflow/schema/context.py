@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,7 +15,9 @@ from starlette.websockets import WebSocket
 
 from meterflow.db import SessionFactory, unit_of_work
 from meterflow.jobs import JobQueue
+from meterflow.pubsub import Broker, publish
 from meterflow.services.accounts import AccountPrincipal
+from meterflow.services.sessions import CustomerPrincipal
 
 
 @dataclass
@@ -25,8 +28,18 @@ class Context:
     session_factory: SessionFactory
     max_page_size: int
     jobs: JobQueue | None = None
-    principal: AccountPrincipal | None = None
+    principal: AccountPrincipal | CustomerPrincipal | None = None
     connection_params: dict[str, Any] | None = field(default=None)
+    broker: Broker | None = None
+    redis: Redis | None = None
+    secret_key: str = ""
+    # Why connection_init was refused, for the WebSocket close frame.
+    rejection: str | None = None
+
+    async def publish(self, *channels: str) -> None:
+        """Notify subscribers; call after the unit of work has committed."""
+        if self.redis is not None and channels:
+            await publish(self.redis, *channels)
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:

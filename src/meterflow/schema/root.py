@@ -15,6 +15,8 @@ from meterflow.resolvers.billing import BillingMutations, BillingQueries
 from meterflow.resolvers.customers import CustomerMutations, CustomerQueries
 from meterflow.resolvers.events import EventMutations, EventQueries
 from meterflow.resolvers.meters import MeterMutations, MeterQueries
+from meterflow.resolvers.realtime import RealtimeSubscriptions
+from meterflow.resolvers.sessions import SessionMutations
 from meterflow.resolvers.usage import UsageQueries
 
 log = logging.getLogger("meterflow.graphql")
@@ -25,8 +27,18 @@ Query = merge_types(
 )
 Mutation = merge_types(
     "Mutation",
-    (AccountMutations, CustomerMutations, MeterMutations, EventMutations, BillingMutations),
+    (
+        AccountMutations,
+        CustomerMutations,
+        MeterMutations,
+        EventMutations,
+        BillingMutations,
+        SessionMutations,
+    ),
 )
+
+
+Subscription = merge_types("Subscription", (RealtimeSubscriptions,))
 
 
 def should_mask(error: GraphQLError) -> bool:
@@ -48,6 +60,7 @@ def build_schema(
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         # Factories: Strawberry builds fresh extension instances per operation.
         extensions=[
             lambda: MaskErrors(

@@ -25,13 +25,20 @@ class MeterTotal:
 
 
 async def current_usage(
-    session: AsyncSession, *, account_id: uuid.UUID, customer_id: str, now: datetime
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    customer_id: str,
+    now: datetime,
+    meter_api_name: str | None = None,
 ) -> list[MeterTotal]:
     start = floor(now, Grouping.MONTH)
     end = following(start, Grouping.MONTH)
     totals = []
     for meter in await meters.list_meters(session, account_id=account_id):
-        if meter.status is MeterStatus.DEPRECATED:
+        if meter_api_name is not None and meter.meter_api_name != meter_api_name:
+            continue
+        if meter.status is MeterStatus.DEPRECATED and meter_api_name is None:
             continue
         answer = await usage.query_usage(
             session,

@@ -115,6 +115,22 @@ async def list_events(
     return Page(items=events[:limit], has_next_page=len(events) > limit)
 
 
+async def latest_events(
+    session: AsyncSession, *, account_id: uuid.UUID, meter_api_name: str | None, limit: int
+) -> list[StoredEvent]:
+    """The newest events (not cancelled), oldest first."""
+    clauses = ["e.account_id = :account_id", "e.cancelled_at IS NULL"]
+    params: dict[str, Any] = {"account_id": account_id, "limit": limit}
+    if meter_api_name is not None:
+        clauses.append("m.meter_api_name = :meter_api_name")
+        params["meter_api_name"] = meter_api_name
+    query = LIST_EVENTS.format(where=" AND ".join(clauses)).replace(
+        "ORDER BY e.seq", "ORDER BY e.seq DESC"
+    )
+    rows = (await session.execute(text(query), params)).all()
+    return [StoredEvent(*row) for row in reversed(rows)]
+
+
 async def cancel_events(
     session: AsyncSession, *, account_id: uuid.UUID, meter_api_name: str, unique_ids: list[str]
 ) -> CancelReport:

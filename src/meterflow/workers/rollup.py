@@ -10,6 +10,7 @@ from typing import Any
 
 from meterflow.db import unit_of_work
 from meterflow.jobs import JobQueue
+from meterflow.pubsub import customer_channels, publish
 from meterflow.services import invoices, rollups
 
 log = logging.getLogger("meterflow.workers.rollup")
@@ -36,6 +37,7 @@ async def usage_rollup(ctx: dict[str, Any], account_id: str) -> int:
                 await invoices.rerate_customer(
                     session, account_id=account, customer_id=customer_id, now=datetime.now(UTC)
                 )
+            await publish(ctx["redis"], *customer_channels(account, customer_id))
         if not step.more:
             return total
         if time.monotonic() - started > TIME_BUDGET_SECONDS:
