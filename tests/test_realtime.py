@@ -342,3 +342,30 @@ async def test_redis_restart_subscribers_recover(
     finally:
         process.terminate()
         process.wait(10)
+
+
+async def test_amberflo_session_endpoint(
+    http: httpx.AsyncClient, gql: GraphQLClient, account: TestAccount
+) -> None:
+    await gql('mutation { createCustomer(input: {customerId: "portal"}) { __typename } }')
+    expires = int((datetime.now(UTC) + timedelta(hours=1)).timestamp() * 1000)
+    response = await http.post(
+        "/session",
+        json={"customerId": "portal", "expirationEpochMilliSeconds": expires},
+        headers={"X-API-KEY": account.admin_key},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["customerId"] == "portal"
+    assert abs(datetime.fromisoformat(body["expiresAt"]).timestamp() * 1000 - expires) < 2000
+    who = await http.post(
+        "/graphql",
+        json={"query": '{ customer(customerId: "portal") { customerId } }'},
+        headers={"Authorization": f"Bearer {body['sessionToken']}"},
+    )
+    assert who.json() == {"data": {"customer": {"customerId": "portal"}}}
+    missing = await http.post(
+        "/session", json={"customerId": "nobody"}, headers={"X-API-KEY": account.admin_key}
+    )
+    assert missing.status_code == 404
+    assert (await http.post("/session", json={"customerId": "portal"})).status_code == 401

@@ -20,6 +20,7 @@ from meterflow.http.health import healthz
 from meterflow.http.ingest import ingest_endpoint
 from meterflow.http.limits import BodySizeLimit
 from meterflow.http.metrics import Metrics, MetricsMiddleware, metrics_endpoint
+from meterflow.http.session import session_endpoint
 from meterflow.http.usage import usage_endpoint
 from meterflow.jobs import JobQueue
 from meterflow.pubsub import Broker
@@ -71,6 +72,7 @@ def create_app(settings: Settings) -> Starlette:
             # Amberflo's SDKs post to /ingest/ (Python), /ingest (TypeScript, Go), / (LiteLLM).
             *(Route(path, ingest_endpoint, methods=["POST"]) for path in INGEST_PATHS),
             Route("/usage", usage_endpoint, methods=["POST"]),
+            Route("/session", session_endpoint, methods=["POST"]),
             Route("/usage/", usage_endpoint, methods=["POST"]),
             Route(
                 "/graphql",
