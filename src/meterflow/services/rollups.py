@@ -214,7 +214,7 @@ async def rollup_account(
             high=high,
         )
     )
-    await _rebuild_days(session, params)
+    await _update_days(session, params)
     await _rebuild_intervals(session, account_id, low, high)
     await session.execute(
         text(
@@ -227,21 +227,46 @@ async def rollup_account(
     return result
 
 
-async def _rebuild_days(session: AsyncSession, params: dict[str, Any]) -> None:
-    """Re-sum the (meter, customer, day) rows this step touched from their hourly rows."""
+DAILY_UPSERT = """
+    INSERT INTO usage_daily (account_id, meter_id, customer_id, day, sum, count, max,
+                             latest_time, latest_seq, latest_value)
+    SELECT :account_id, meter_id, customer_id, date_trunc('day', hour, 'UTC'), sum(value),
+           count(*), max(value),
+           (array_agg(event_time ORDER BY event_time DESC, seq DESC))[1],
+           (array_agg(seq ORDER BY event_time DESC, seq DESC))[1],
+           (array_agg(value ORDER BY event_time DESC, seq DESC))[1]
+    FROM ({source}) AS ev
+    GROUP BY meter_id, customer_id, date_trunc('day', hour, 'UTC')
+    ON CONFLICT (account_id, meter_id, customer_id, day) DO UPDATE SET
+        sum = usage_daily.sum + excluded.sum,
+        count = usage_daily.count + excluded.count,
+        max = greatest(usage_daily.max, excluded.max),
+        latest_time = CASE WHEN (excluded.latest_time, excluded.latest_seq)
+                                > (usage_daily.latest_time, usage_daily.latest_seq)
+                           THEN excluded.latest_time ELSE usage_daily.latest_time END,
+        latest_value = CASE WHEN (excluded.latest_time, excluded.latest_seq)
+                                 > (usage_daily.latest_time, usage_daily.latest_seq)
+                            THEN excluded.latest_value ELSE usage_daily.latest_value END,
+        latest_seq = CASE WHEN (excluded.latest_time, excluded.latest_seq)
+                               > (usage_daily.latest_time, usage_daily.latest_seq)
+                          THEN excluded.latest_seq ELSE usage_daily.latest_seq END
+"""
+
+
+async def _update_days(session: AsyncSession, params: dict[str, Any]) -> None:
+    """Days follow hours: new events are added to their day (as to their hour); the days
+    holding a recomputed hour are re-summed from the hourly rows, which replaces them whole."""
+    await session.execute(text(DAILY_UPSERT.format(source=NEW_EVENTS)), params)
     await session.execute(
         text(
-            "CREATE TEMP TABLE touched_days ON COMMIT DROP AS "
-            "SELECT DISTINCT meter_id, customer_id, date_trunc('day', event_time, 'UTC') AS day "
-            "FROM meter_events WHERE account_id = :account_id AND ("
-            "(ingest_xid >= CAST(:low AS xid8) AND ingest_xid < CAST(:high AS xid8)) OR "
-            "(cancel_xid >= CAST(:low AS xid8) AND cancel_xid < CAST(:high AS xid8)))"
-        ),
-        params,
+            "CREATE TEMP TABLE recompute_days ON COMMIT DROP AS "
+            "SELECT DISTINCT meter_id, customer_id, date_trunc('day', hour, 'UTC') AS day "
+            "FROM recompute"
+        )
     )
     await session.execute(
         text(
-            "DELETE FROM usage_daily d USING touched_days t WHERE d.account_id = :account_id "
+            "DELETE FROM usage_daily d USING recompute_days t WHERE d.account_id = :account_id "
             "AND d.meter_id = t.meter_id AND d.customer_id = t.customer_id AND d.day = t.day"
         ),
         params,
@@ -255,14 +280,14 @@ async def _rebuild_days(session: AsyncSession, params: dict[str, Any]) -> None:
             "(array_agg(r.latest_time ORDER BY r.latest_time DESC, r.latest_seq DESC))[1], "
             "(array_agg(r.latest_seq ORDER BY r.latest_time DESC, r.latest_seq DESC))[1], "
             "(array_agg(r.latest_value ORDER BY r.latest_time DESC, r.latest_seq DESC))[1] "
-            "FROM touched_days t JOIN usage_rollups r ON r.account_id = :account_id "
+            "FROM recompute_days t JOIN usage_rollups r ON r.account_id = :account_id "
             "AND r.meter_id = t.meter_id AND r.customer_id = t.customer_id "
             "AND r.hour >= t.day AND r.hour < t.day + interval '1 day' "
             "GROUP BY t.meter_id, t.customer_id, t.day"
         ),
         params,
     )
-    await session.execute(text("DROP TABLE touched_days"))
+    await session.execute(text("DROP TABLE recompute_days"))
 
 
 @dataclass(frozen=True)
