@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -86,23 +87,26 @@ def server_env(database_url: str, redis_url: str) -> dict[str, str]:
     }
 
 
-def wait_for_health(base_url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+def wait_for_health(
+    base_url: str, process: subprocess.Popen[bytes], timeout: float = 30, status: int = 200
+) -> None:
+    """Until /healthz answers `status` (503 is what a server without Redis or DB answers)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}")
         try:
-            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{base_url}/healthz", timeout=2).status_code == status:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"server at {base_url} did not become healthy in {timeout}s")
+    raise RuntimeError(f"server at {base_url} did not answer {status} in {timeout}s")
 
 
-@pytest.fixture(scope="session")
-def server(server_env: dict[str, str]) -> Iterator[str]:
-    """A real `meterflow serve` process; tests talk to it over HTTP like any client."""
+@contextmanager
+def running_server(env: dict[str, str], health: int = 200) -> Iterator[str]:
+    """A real `meterflow serve` process on a free port, stopped on exit."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -115,12 +119,12 @@ def server(server_env: dict[str, str]) -> Iterator[str]:
             "--port",
             str(port),
         ],
-        env=server_env,
+        env=env,
         cwd=ROOT,
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_health(base_url, process)
+        wait_for_health(base_url, process, status=health)
         yield base_url
     finally:
         process.terminate()
@@ -128,6 +132,13 @@ def server(server_env: dict[str, str]) -> Iterator[str]:
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="session")
+def server(server_env: dict[str, str]) -> Iterator[str]:
+    """A real `meterflow serve` process; tests talk to it over HTTP like any client."""
+    with running_server(server_env) as base_url:
+        yield base_url
 
 
 @pytest.fixture(scope="session")

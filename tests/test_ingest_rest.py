@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -13,7 +11,7 @@ import httpx
 import pytest
 
 from tests.client import GraphQLClient, TestAccount
-from tests.conftest import ROOT, free_port, wait_for_health
+from tests.conftest import running_server
 from tests.helpers import NOW_MS, all_events, create_meter, event
 
 
@@ -255,38 +253,11 @@ def test_the_real_amberflo_python_sdk_ingests(server: str, account: TestAccount)
 
 @pytest.fixture
 def server_without_redis(server_env: dict[str, str]) -> Iterator[str]:
-    """An API process whose Redis is unreachable (nothing listens on port 1)."""
-    port = free_port()
+    """An API process whose Redis is unreachable (nothing listens on port 1): its /healthz
+    says 503 by design."""
     env = {**server_env, "METERFLOW_REDIS_URL": "redis://127.0.0.1:1/0"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "meterflow.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        cwd=ROOT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:  # /healthz is 503 by design without Redis: wait for it to answer at all
-            try:
-                if httpx.get(f"{base}/healthz").status_code == 503:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+    with running_server(env, health=503) as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 async def test_ingestion_with_redis_down_accepts_and_persists(
@@ -316,34 +287,11 @@ async def test_ingestion_with_redis_down_accepts_and_persists(
 
 
 def test_database_down_is_a_503_so_producers_retry(server_env: dict[str, str]) -> None:
-    port = free_port()
     env = {**server_env, "METERFLOW_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "meterflow.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        cwd=ROOT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                response = httpx.post(
-                    f"{base}/ingest", content="[]", headers={"X-API-KEY": "mf_" + "a" * 43}
-                )
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+    with running_server(env, health=503) as base:
+        response = httpx.post(
+            f"{base}/ingest", content="[]", headers={"X-API-KEY": "mf_" + "a" * 43}
+        )
         assert response.status_code == 503
         assert response.headers["retry-after"] == "1"
         graphql = httpx.post(
@@ -352,9 +300,3 @@ def test_database_down_is_a_503_so_producers_retry(server_env: dict[str, str]) -
             headers={"X-API-Key": "mf_" + "a" * 43},
         )
         assert graphql.status_code == 503
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-_ = wait_for_health  # re-exported helper used by sibling modules

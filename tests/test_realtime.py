@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import pytest
 from httpx_ws import WebSocketDisconnect, aconnect_ws
 
 from tests.client import GraphQLClient, TestAccount
-from tests.conftest import ROOT, free_port, wait_for_health
+from tests.conftest import free_port, running_server
 from tests.helpers import create_meter, ingest
 from tests.ws import connect
 
@@ -29,33 +28,10 @@ EVENTS_SUB = """subscription($m: String) { meterEventsIngested(meterApiName: $m)
     meterApiName events { uniqueId meterValue } } }"""
 
 
-def start_server(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "meterflow.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        cwd=ROOT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    wait_for_health(base, process)
-    return process, base
-
-
 @pytest.fixture(scope="module")
 def second_server(server_env: dict[str, str]) -> Iterator[str]:
-    process, base = start_server(server_env)
-    yield base
-    process.terminate()
-    process.wait(10)
+    with running_server(server_env) as base:
+        yield base
 
 
 async def billed_customer(gql: GraphQLClient, customer: str) -> None:
@@ -306,10 +282,8 @@ async def test_redis_restart_subscribers_recover(
     from tests.conftest import make_account
 
     port, (state, start) = private_redis
-    process, base = start_server(
-        {**server_env, "METERFLOW_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
-    )
-    try:
+    env = {**server_env, "METERFLOW_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    with running_server(env) as base:
         key = (await make_account(session_factory)).admin_key
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             gql = GraphQLClient(http, key)
@@ -339,9 +313,6 @@ async def test_redis_restart_subscribers_recover(
                     "{ __typename } }"
                 )
                 assert await until(ws, lambda d: d["walletUpdated"]["balance"] == "7")
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 async def test_amberflo_session_endpoint(

@@ -56,6 +56,25 @@ AGGREGATE = """
     GROUP BY meter_id, customer_id, hour, dimensions
 """
 
+
+def _merge(table: str) -> str:
+    """Adding a step's aggregate to a stored row: sums add, max is the larger, and the latest
+    event (by time, then ingestion order) wins."""
+    newer = (
+        f"(excluded.latest_time, excluded.latest_seq) > ({table}.latest_time, {table}.latest_seq)"
+    )
+    return (
+        f"        sum = {table}.sum + excluded.sum,\n"
+        f"        count = {table}.count + excluded.count,\n"
+        f"        max = greatest({table}.max, excluded.max),\n"
+        + ",\n".join(
+            f"        latest_{field} = CASE WHEN {newer} THEN excluded.latest_{field} "
+            f"ELSE {table}.latest_{field} END"
+            for field in ("time", "value", "seq")
+        )
+    )
+
+
 UPSERT_ROLLUPS = """
     INSERT INTO usage_rollups (account_id, meter_id, customer_id, hour, dimensions, sum, count,
                                max, latest_time, latest_seq, latest_value)
@@ -63,18 +82,7 @@ UPSERT_ROLLUPS = """
            latest_seq, latest_value
     FROM ({aggregate}) AS agg
     ON CONFLICT (account_id, meter_id, customer_id, hour, dimensions) DO UPDATE SET
-        sum = usage_rollups.sum + excluded.sum,
-        count = usage_rollups.count + excluded.count,
-        max = greatest(usage_rollups.max, excluded.max),
-        latest_time = CASE WHEN (excluded.latest_time, excluded.latest_seq)
-                                > (usage_rollups.latest_time, usage_rollups.latest_seq)
-                           THEN excluded.latest_time ELSE usage_rollups.latest_time END,
-        latest_value = CASE WHEN (excluded.latest_time, excluded.latest_seq)
-                                 > (usage_rollups.latest_time, usage_rollups.latest_seq)
-                            THEN excluded.latest_value ELSE usage_rollups.latest_value END,
-        latest_seq = CASE WHEN (excluded.latest_time, excluded.latest_seq)
-                               > (usage_rollups.latest_time, usage_rollups.latest_seq)
-                          THEN excluded.latest_seq ELSE usage_rollups.latest_seq END
+{merge}
 """
 
 INSERT_DISTINCT = """
@@ -189,7 +197,9 @@ async def rollup_account(
     )
     for source in (RECOMPUTED_EVENTS, NEW_EVENTS):
         aggregate = AGGREGATE.format(source=source)
-        await session.execute(text(UPSERT_ROLLUPS.format(aggregate=aggregate)), params)
+        await session.execute(
+            text(UPSERT_ROLLUPS.format(aggregate=aggregate, merge=_merge("usage_rollups"))), params
+        )
         await session.execute(text(INSERT_DISTINCT.format(source=source)), params)
 
     touched_rows = (
@@ -238,25 +248,16 @@ DAILY_UPSERT = """
     FROM ({source}) AS ev
     GROUP BY meter_id, customer_id, date_trunc('day', hour, 'UTC')
     ON CONFLICT (account_id, meter_id, customer_id, day) DO UPDATE SET
-        sum = usage_daily.sum + excluded.sum,
-        count = usage_daily.count + excluded.count,
-        max = greatest(usage_daily.max, excluded.max),
-        latest_time = CASE WHEN (excluded.latest_time, excluded.latest_seq)
-                                > (usage_daily.latest_time, usage_daily.latest_seq)
-                           THEN excluded.latest_time ELSE usage_daily.latest_time END,
-        latest_value = CASE WHEN (excluded.latest_time, excluded.latest_seq)
-                                 > (usage_daily.latest_time, usage_daily.latest_seq)
-                            THEN excluded.latest_value ELSE usage_daily.latest_value END,
-        latest_seq = CASE WHEN (excluded.latest_time, excluded.latest_seq)
-                               > (usage_daily.latest_time, usage_daily.latest_seq)
-                          THEN excluded.latest_seq ELSE usage_daily.latest_seq END
+{merge}
 """
 
 
 async def _update_days(session: AsyncSession, params: dict[str, Any]) -> None:
     """Days follow hours: new events are added to their day (as to their hour); the days
     holding a recomputed hour are re-summed from the hourly rows, which replaces them whole."""
-    await session.execute(text(DAILY_UPSERT.format(source=NEW_EVENTS)), params)
+    await session.execute(
+        text(DAILY_UPSERT.format(source=NEW_EVENTS, merge=_merge("usage_daily"))), params
+    )
     await session.execute(
         text(
             "CREATE TEMP TABLE recompute_days ON COMMIT DROP AS "
