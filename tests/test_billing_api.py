@@ -378,3 +378,38 @@ async def test_plan_change_mid_period_rerates_and_default_plan(gql: GraphQLClien
     # A customer created from its first event joins the default plan.
     await ingest(gql, calls("newbie", 10, meter="calls"))
     await invoice_when(gql, "newbie", lambda i: D(i["total"]) == D("0.50"))
+
+
+async def test_custom_currency_credits_with_a_ratio(gql: GraphQLClient) -> None:
+    """1,000 CREDITS worth $0.01 each cover a $4.58 invoice: 458 credits are drawn."""
+    await create_meter(gql, "calls")
+    plan = await make_plan(
+        gql, [{"meterApiName": "calls", "priceModel": {"type": "per_unit", "unitPrice": "0.0229"}}]
+    )
+    await assign(gql, "gamer", plan)
+    refused = (
+        await gql("""mutation { grantCredits(input: {customerId: "gamer", amount: "1000",
+        currency: "CREDITS"}) { __typename ... on ValidationError { field } } }""")
+    )["grantCredits"]
+    assert refused == {"__typename": "ValidationError", "field": "ratio"}
+    granted = await gql("""mutation { grantCredits(input: {customerId: "gamer", amount: "1000",
+        currency: "CREDITS", ratio: "0.01"}) { ... on Wallet { currency balance } } }""")
+    assert granted["grantCredits"] == {"currency": "CREDITS", "balance": "1000"}
+    await ingest(gql, calls("gamer", 200, meter="calls"))
+    invoice = await invoice_when(gql, "gamer", lambda i: D(i["subtotal"]) == D("4.58"))
+    assert D(invoice["creditsApplied"]) == D("4.58") and D(invoice["total"]) == 0
+    wallet = (
+        await gql(
+            '{ wallet(customerId: "gamer", currency: "CREDITS") { balance ledger '
+            "{ edges { node { kind amount } } } } }"
+        )
+    )["wallet"]
+    assert D(wallet["balance"]) == 542
+    consumed = sum(
+        D(e["node"]["amount"])
+        for e in wallet["ledger"]["edges"]
+        if e["node"]["kind"] == "CONSUMPTION"
+    )
+    assert consumed == -458
+    usd = (await gql('{ wallet(customerId: "gamer") { currency balance } }'))["wallet"]
+    assert usd == {"currency": "USD", "balance": "0"}

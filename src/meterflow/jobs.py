@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 log = logging.getLogger("meterflow.jobs")
 
 ROLLUP_JOB = "usage_rollup"
+RERATE_JOB = "rerate_customer"
 ENQUEUE_TIMEOUT_SECONDS = 0.5
 BACKOFF_SECONDS = 2.0
 

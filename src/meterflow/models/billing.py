@@ -175,9 +175,15 @@ class CreditGrant(SQLModel, table=True):
     account_id: uuid.UUID = Field(sa_column=_account())
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     customer_id: str = Field(sa_column=Column(String(200), nullable=False))
+    # The wallet's unit: an ISO currency, or a custom one such as "CREDITS".
     currency: str = Field(sa_column=Column(String(20), nullable=False))
     amount: Decimal = Field(sa_column=Column(Numeric, nullable=False))
     remaining: Decimal = Field(sa_column=Column(Numeric, nullable=False))
+    # What one unit is worth in `money_currency` (1 for plain money credits).
+    ratio: Decimal = Field(
+        default=Decimal(1), sa_column=Column(Numeric, nullable=False, server_default=text("1"))
+    )
+    money_currency: str = Field(sa_column=Column(String(3), nullable=False))
     priority: int = Field(sa_column=Column(Integer, nullable=False))
     purchased: bool = Field(sa_column=Column(Boolean, nullable=False))
     reason: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))

@@ -242,9 +242,10 @@ class BillingMutations:
     async def grant_credits(self, info: Info, input: GrantCreditsInput) -> GrantCreditsResult:
         async def grant(session: AsyncSession, principal: Any) -> Wallet:
             now = datetime.now(UTC)
-            currency = await _wallet_currency(
-                session, principal.account_id, input.customer_id, input.currency, now
+            money = await _wallet_currency(
+                session, principal.account_id, input.customer_id, None, now
             )
+            currency = (input.currency or money).upper()
             await wallets.grant(
                 session,
                 account_id=principal.account_id,
@@ -256,6 +257,8 @@ class BillingMutations:
                 reason=input.reason,
                 purchased=input.purchased,
                 now=now,
+                money_currency=money,
+                ratio=input.ratio,
             )
             await invoices.rerate_customer(
                 session, account_id=principal.account_id, customer_id=input.customer_id, now=now

@@ -285,6 +285,11 @@ class GrantCreditsInput:
     expires_at: datetime | None = None
     reason: str | None = None
     purchased: bool = strawberry.field(default=True, description="False for free credits.")
+    ratio: Decimal | None = strawberry.field(
+        default=None,
+        description="Custom currency: what one unit is worth in the plan's currency "
+        '(e.g. currency "CREDITS", ratio "0.01"). Required when currency is not the plan\'s.',
+    )
 
 
 @strawberry.type

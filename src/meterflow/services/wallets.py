@@ -8,9 +8,10 @@ drawn in priority order (lowest first), then soonest expiry, then oldest.
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import func, select
@@ -19,6 +20,7 @@ from sqlmodel import col
 
 from meterflow.errors import NotFoundError, ValidationError
 from meterflow.models import CreditAllocation, CreditGrant, LedgerKind, WalletLedgerEntry
+from meterflow.pricing.money import quantum
 from meterflow.services import customers
 from meterflow.services.pagination import Page
 
@@ -96,9 +98,20 @@ async def grant(
     reason: str | None,
     purchased: bool,
     now: datetime,
+    money_currency: str | None = None,
+    ratio: Decimal | None = None,
 ) -> CreditGrant:
     if not amount.is_finite() or amount <= 0:
         raise ValidationError("amount must be positive", field="amount")
+    unit = currency.upper()
+    money = (money_currency or unit).upper()
+    if unit != money and ratio is None:
+        raise ValidationError(
+            f"credits in {unit} need a ratio: what one {unit} is worth in {money}",
+            field="ratio",
+        )
+    if ratio is not None and (not ratio.is_finite() or ratio <= 0):
+        raise ValidationError("ratio must be positive", field="ratio")
     if expires_at is not None and expires_at <= now:
         raise ValidationError("expiresAt is in the past", field="expiresAt")
     if (
@@ -109,9 +122,11 @@ async def grant(
     row = CreditGrant(
         account_id=account_id,
         customer_id=customer_id,
-        currency=currency.upper(),
+        currency=unit,
         amount=amount,
         remaining=amount,
+        ratio=ratio if ratio is not None else Decimal(1),
+        money_currency=money if unit != money else unit[:3],
         priority=priority,
         purchased=purchased,
         reason=reason,
@@ -132,6 +147,14 @@ async def grant(
     return row
 
 
+UNIT_PLACES = Decimal("1e-12")
+
+
+def _units(money: Decimal, ratio: Decimal) -> Decimal:
+    """How many of a grant's units make `money` (exact for plain credits, ratio 1)."""
+    return money if ratio == 1 else (money / ratio).quantize(UNIT_PLACES, ROUND_HALF_UP)
+
+
 async def draw(
     session: AsyncSession,
     *,
@@ -142,7 +165,11 @@ async def draw(
     due: Decimal,
     now: datetime,
 ) -> Decimal:
-    """Make the invoice's credits cover as much of `due` as the wallet allows. Returns them."""
+    """Make the invoice's credits cover as much of `due` as the wallet allows. Returns them.
+
+    Works in the invoice's money: allocations hold money; a grant in a custom currency gives
+    up money / ratio of its units. Each currency whose balance moved gets a ledger entry.
+    """
     allocations = list(
         await session.scalars(
             select(CreditAllocation)
@@ -160,7 +187,7 @@ async def draw(
             .where(
                 col(CreditGrant.account_id) == account_id,
                 col(CreditGrant.customer_id) == customer_id,
-                col(CreditGrant.currency) == currency,
+                col(CreditGrant.money_currency) == currency,
             )
             .order_by(
                 col(CreditGrant.priority),
@@ -176,19 +203,23 @@ async def draw(
     live = [
         g for g in grants if g.expired_at is None and (g.expires_at is None or g.expires_at > now)
     ]
-    available = sum((g.remaining for g in live), ZERO)
+    step = quantum(currency)
+    available = sum((_money_of(g, step) for g in live), ZERO)
     target = max(ZERO, min(due, held + available))
     delta = target - held
     if delta == 0:
         return held
+    moved: dict[str, Decimal] = defaultdict(Decimal)  # units per wallet currency
     by_grant = {a.grant_id: a for a in allocations}
     if delta > 0:
         need = delta
         for g in live:
-            take = min(g.remaining, need)
+            take = min(_money_of(g, step), need)
             if take <= 0:
                 continue
-            g.remaining -= take
+            units = min(g.remaining, _units(take, g.ratio))
+            g.remaining -= units
+            moved[g.currency] -= units
             need -= take
             if g.id in by_grant:
                 by_grant[g.id].amount += take
@@ -202,7 +233,6 @@ async def draw(
                 break
     else:
         give_back = -delta
-        grant_of = {g.id: g for g in grants}
         # Return credit to the grants drawn last first (reverse of the drawing order).
         for g in reversed(grants):
             held_here = by_grant.get(g.id)
@@ -210,23 +240,32 @@ async def draw(
                 continue
             back = min(held_here.amount, give_back)
             held_here.amount -= back
-            grant_of[g.id].remaining += back
+            units = _units(back, g.ratio)
+            g.remaining += units
+            moved[g.currency] += units
             give_back -= back
             if held_here.amount == 0:
                 await session.delete(held_here)
             if give_back == 0:
                 break
-    await _record(
-        session,
-        account_id=account_id,
-        customer_id=customer_id,
-        currency=currency,
-        kind=LedgerKind.CONSUMPTION,
-        amount=-delta,
-        now=now,
-        invoice_id=invoice_id,
-    )
+    for unit, amount in moved.items():
+        await _record(
+            session,
+            account_id=account_id,
+            customer_id=customer_id,
+            currency=unit,
+            kind=LedgerKind.CONSUMPTION,
+            amount=amount,
+            now=now,
+            invoice_id=invoice_id,
+        )
     return target
+
+
+def _money_of(grant: CreditGrant, step: Decimal) -> Decimal:
+    """What a grant's remaining units are worth, in whole minor units of the money currency."""
+    worth = grant.remaining * grant.ratio
+    return worth if grant.ratio == 1 else worth.quantize(step, ROUND_DOWN)
 
 
 async def expire(session: AsyncSession, *, now: datetime) -> int:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from meterflow.db import unit_of_work
-from meterflow.jobs import JobQueue
+from meterflow.jobs import RERATE_JOB, JobQueue
 from meterflow.pubsub import customer_channels, publish
 from meterflow.services import invoices, rollups
 
@@ -23,6 +23,7 @@ TIME_BUDGET_SECONDS = 10.0
 async def usage_rollup(ctx: dict[str, Any], account_id: str) -> int:
     """Roll up everything an account has past its watermark. Safe to run twice or concurrently."""
     account = uuid.UUID(account_id)
+    jobs: JobQueue = ctx["jobs"]
     started = time.monotonic()
     total = 0
     while True:
@@ -31,21 +32,33 @@ async def usage_rollup(ctx: dict[str, Any], account_id: str) -> int:
                 session, account_id=account, max_events=ctx.get("rollup_batch_events", 50_000)
             )
         total += step.events
-        # Running invoices follow usage: re-rate every customer this step touched.
+        # Running invoices follow usage: re-rate every customer this step touched. The usage is
+        # committed already, so a failure here must not be lost: it becomes a retried job.
         for customer_id in sorted({customer for _, customer in step.touched}):
-            async with unit_of_work(ctx["session_factory"]) as session:
-                await invoices.rerate_customer(
-                    session, account_id=account, customer_id=customer_id, now=datetime.now(UTC)
+            try:
+                await rerate_customer(ctx, account_id, customer_id)
+            except Exception:
+                log.exception("re-rating %s failed; retrying as its own job", customer_id)
+                await jobs.enqueue_coalesced(
+                    RERATE_JOB, f"rerate:{account}:{customer_id}", account_id, customer_id
                 )
-            await publish(ctx["redis"], *customer_channels(account, customer_id))
         if not step.more:
             return total
         if time.monotonic() - started > TIME_BUDGET_SECONDS:
-            jobs: JobQueue = ctx["jobs"]
             await jobs.enqueue_coalesced(
                 "usage_rollup", f"rollup:{account}:continue:{int(time.time())}", account_id
             )
             return total
+
+
+async def rerate_customer(ctx: dict[str, Any], account_id: str, customer_id: str) -> None:
+    """Bring one customer's running invoices up to date, then tell its subscribers."""
+    account = uuid.UUID(account_id)
+    async with unit_of_work(ctx["session_factory"]) as session:
+        await invoices.rerate_customer(
+            session, account_id=account, customer_id=customer_id, now=datetime.now(UTC)
+        )
+    await publish(ctx["redis"], *customer_channels(account, customer_id))
 
 
 async def close_billing_periods(ctx: dict[str, Any]) -> int:

@@ -10,14 +10,20 @@ from arq.worker import Worker, func
 
 from meterflow.config import Settings
 from meterflow.db import create_engine, create_session_factory
-from meterflow.jobs import ROLLUP_JOB, JobQueue, redis_settings
+from meterflow.jobs import RERATE_JOB, ROLLUP_JOB, JobQueue, redis_settings
 from meterflow.workers.heartbeat import beat_forever, heartbeat
-from meterflow.workers.rollup import close_billing_periods, sweep_rollups, usage_rollup
+from meterflow.workers.rollup import (
+    close_billing_periods,
+    rerate_customer,
+    sweep_rollups,
+    usage_rollup,
+)
 
 FUNCTIONS: list[Any] = [
     heartbeat,
     # keep_result=0 frees the deterministic job id at once, so the next burst can enqueue.
     func(usage_rollup, name=ROLLUP_JOB, keep_result=0, max_tries=5),
+    func(rerate_customer, name=RERATE_JOB, keep_result=0, max_tries=10),
 ]
 CRON_JOBS = [
     # The safety net behind enqueue-after-commit: every 5 s.
