@@ -15,6 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 from meterflow.config import Settings
 from meterflow.db import create_engine, create_session_factory
 from meterflow.http.auth import RequireApiKey
+from meterflow.http.embed import routes as embed_routes
 from meterflow.http.graphql import GraphQLView
 from meterflow.http.health import healthz
 from meterflow.http.ingest import ingest_endpoint
@@ -53,6 +54,7 @@ def create_app(settings: Settings) -> Starlette:
         broker=broker,
         redis=redis,
         secret_key=secret_key,
+        allowed_origins=settings.cors_origins,
     )
 
     @asynccontextmanager
@@ -79,6 +81,7 @@ def create_app(settings: Settings) -> Starlette:
                 RequireApiKey(graphql, session_factory=session_factory, secret_key=secret_key),
             ),
             WebSocketRoute("/graphql", graphql),
+            *embed_routes,
         ],
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics),

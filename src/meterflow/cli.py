@@ -213,6 +213,7 @@ async def _dev_async(args: argparse.Namespace, settings: Settings, data_dir: Pat
             f"{data_dir})\n"
             f"  GraphiQL:      {base}/graphql\n"
             f"  Health:        {base}/healthz\n"
+            f"  Widgets demo:  {base}/embed/demo\n"
             f"  Admin API key: {key or '(none: this data dir was not seeded by meterflow dev)'}\n"
             f"  Try:  curl -s {base}/graphql -H 'X-API-Key: {key or '<key>'}' "
             "-H 'Content-Type: application/json' "
@@ -252,6 +253,7 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
                 "database_url": services.database_url,
                 "redis_url": services.redis_url,
                 "secret_key": SecretStr(secret or ""),
+                "demo_embed": True,
             }
         )
         upgrade(settings.database_url)

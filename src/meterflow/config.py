@@ -40,6 +40,9 @@ class Settings(BaseSettings):
 
     log_level: str = "info"
 
+    # /embed/demo without ?token= mints a 1-hour token for the demo customer (`meterflow dev` only).
+    demo_embed: bool = False
+
     @field_validator("database_url")
     @classmethod
     def _normalise_database_url(cls, value: str) -> str:

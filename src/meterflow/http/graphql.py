@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -61,8 +62,17 @@ class GraphQLView(GraphQL[Context, None]):
         broker: Broker | None = None,
         redis: Redis | None = None,
         secret_key: str = "",
+        allowed_origins: Sequence[str] = ("*",),
     ) -> None:
-        super().__init__(schema, graphql_ide="graphiql", keep_alive=True, keep_alive_interval=15)
+        # Embedded widgets subscribe from other sites' pages. WebSockets authenticate with the
+        # connection_init payload (never cookies), so other origins gain nothing to abuse.
+        super().__init__(
+            schema,
+            graphql_ide="graphiql",
+            keep_alive=True,
+            keep_alive_interval=15,
+            allowed_origins=allowed_origins,
+        )
         self.session_factory = session_factory
         self.max_page_size = max_page_size
         self.jobs = jobs

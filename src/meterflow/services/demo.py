@@ -5,13 +5,17 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from meterflow.models import Account, ApiKeyScope, MeterType
-from meterflow.services import accounts, customers, meters
+from meterflow.models import Account, ApiKeyScope, MeterType, PeriodInterval
+from meterflow.models.base import utcnow
+from meterflow.pricing.invoice import Fee
+from meterflow.services import accounts, customers, meters, plans, wallets
 from meterflow.services.meters import MeterSpec
+from meterflow.services.plans import ItemSpec, PlanSpec
 
 DEMO_METERS: list[tuple[str, MeterSpec]] = [
     (
@@ -48,6 +52,37 @@ DEMO_METERS: list[tuple[str, MeterSpec]] = [
     ),
 ]
 
+DEMO_PLAN = PlanSpec(
+    name="Demo usage plan",
+    interval=PeriodInterval.MONTH,
+    is_default=True,
+    items=(
+        ItemSpec(
+            "api-calls",
+            {
+                "type": "graduated",
+                "tiers": [
+                    {"upTo": 10000, "unitPrice": "0.002"},
+                    {"upTo": None, "unitPrice": "0.001"},
+                ],
+            },
+            Decimal(1000),
+        ),
+        ItemSpec(
+            "gb-seconds",
+            {
+                "type": "dimension",
+                "dimensions": ["cloud_provider"],
+                "prices": [
+                    {"values": ["aws"], "model": {"type": "per_unit", "unitPrice": "0.0000166667"}}
+                ],
+                "default": {"type": "per_unit", "unitPrice": "0.0000125"},
+            },
+        ),
+    ),
+    fees=(Fee("platform fee", Decimal(10), recurring=True, prorated=True),),
+)
+
 DEMO_CUSTOMERS = [
     ("acme", "Acme Corp", "billing@acme.example"),
     ("globex", "Globex", "ap@globex.example"),
@@ -73,10 +108,26 @@ async def seed(session: AsyncSession) -> DemoAccount:
     for name, spec in DEMO_METERS:
         await meters.create_meter(session, account_id=account.id, meter_api_name=name, spec=spec)
         await meters.activate_meter(session, account_id=account.id, meter_api_name=name)
+    # A default plan (customers created below join it), so invoices and wallets move too.
+    plan = await plans.create_plan(session, account_id=account.id, spec=DEMO_PLAN)
+    await plans.activate_plan(session, account_id=account.id, plan_id=plan.plan.id)
+    now = utcnow()
     for customer_id, name, email in DEMO_CUSTOMERS:
         await customers.create_customer(
             session, account_id=account.id, customer_id=customer_id, name=name, email=email
         )
+    await wallets.grant(
+        session,
+        account_id=account.id,
+        customer_id="acme",
+        amount=Decimal(25),
+        currency="USD",
+        priority=1,
+        expires_at=None,
+        reason="demo credits",
+        purchased=True,
+        now=now,
+    )
     return DemoAccount(account=account, admin_key=issued.secret)
 
 
