@@ -57,7 +57,7 @@ async def test_failed_rerate_becomes_a_retried_job(
             now=now,
         )
 
-    real = invoices.rerate_customer
+    real = invoices.rerate_customers
     failures = []
 
     async def flaky(*args: Any, **kwargs: Any) -> Any:
@@ -66,7 +66,7 @@ async def test_failed_rerate_becomes_a_retried_job(
             raise RuntimeError("injected: the database hiccupped")
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(invoices, "rerate_customer", flaky)
+    monkeypatch.setattr(invoices, "rerate_customers", flaky)
     redis = Redis.from_url(redis_url)
     jobs = JobQueue(redis_url)
     ctx = {"session_factory": session_factory, "jobs": jobs, "redis": redis}
@@ -75,7 +75,7 @@ async def test_failed_rerate_becomes_a_retried_job(
         assert failures == [1]
         job_id = f"rerate:{account.id}:r1"
         assert await redis.exists(f"arq:job:{job_id}"), "the retry was not queued"
-        # The retry, run as the worker would run it, brings the invoice up to date.
+        # The retry (per customer), run as the worker would, brings the invoice up to date.
         await rollup.rerate_customer(ctx, str(account.id), "r1")
         async with unit_of_work(session_factory) as session:
             invoice = await invoices.current_invoice(

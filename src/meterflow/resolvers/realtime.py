@@ -57,14 +57,19 @@ async def _follow(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(subscriber.ready.wait(), READY_TIMEOUT_SECONDS)
         last: S | None = None
+        sent_at = 0.0
         changes = subscriber.changes()
+        loop = asyncio.get_running_loop()
         while True:
             state = await read()
             if state is not None and (last is None or not same(last, state)):
                 last = state
+                sent_at = loop.time()
                 yield state
             await anext(changes)
-            await asyncio.sleep(COALESCE_SECONDS)  # let the burst finish, then read once
+            # A rate limit, not a delay: a lone change goes out at once; within a burst, changes
+            # arriving during the wait are folded into the one read that follows it.
+            await asyncio.sleep(max(0.0, sent_at + COALESCE_SECONDS - loop.time()))
 
 
 @strawberry.type

@@ -32,13 +32,15 @@ async def usage_rollup(ctx: dict[str, Any], account_id: str) -> int:
                 session, account_id=account, max_events=ctx.get("rollup_batch_events", 50_000)
             )
         total += step.events
-        # Running invoices follow usage: re-rate every customer this step touched. The usage is
-        # committed already, so a failure here must not be lost: it becomes a retried job.
-        for customer_id in sorted({customer for _, customer in step.touched}):
-            try:
-                await rerate_customer(ctx, account_id, customer_id)
-            except Exception:
-                log.exception("re-rating %s failed; retrying as its own job", customer_id)
+        # Running invoices follow usage: re-rate every customer this step touched, in one batch.
+        # The usage is committed already, so a failure here must not be lost: each customer then
+        # becomes a retried job of its own.
+        touched = sorted({customer for _, customer in step.touched})
+        try:
+            await rerate_customers(ctx, account_id, touched)
+        except Exception:
+            log.exception("re-rating %d customers failed; retrying one by one", len(touched))
+            for customer_id in touched:
                 await jobs.enqueue_coalesced(
                     RERATE_JOB, f"rerate:{account}:{customer_id}", account_id, customer_id
                 )
@@ -49,6 +51,20 @@ async def usage_rollup(ctx: dict[str, Any], account_id: str) -> int:
                 "usage_rollup", f"rollup:{account}:continue:{int(time.time())}", account_id
             )
             return total
+
+
+async def rerate_customers(ctx: dict[str, Any], account_id: str, customers: list[str]) -> None:
+    """Bring these customers' running invoices up to date, then tell their subscribers."""
+    if not customers:
+        return
+    account = uuid.UUID(account_id)
+    async with unit_of_work(ctx["session_factory"]) as session:
+        await invoices.rerate_customers(
+            session, account_id=account, customer_ids=customers, now=datetime.now(UTC)
+        )
+    await publish(
+        ctx["redis"], *(c for customer in customers for c in customer_channels(account, customer))
+    )
 
 
 async def rerate_customer(ctx: dict[str, Any], account_id: str, customer_id: str) -> None:
