@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Text, any_, bindparam, func, select, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -307,6 +307,28 @@ async def rerate_customer(
     return rated
 
 
+def _texts(values: list[str]) -> Any:
+    """One array parameter (`= ANY(...)`), however many customers: an IN list would bind one
+    parameter each, and thousands of them."""
+    return bindparam(None, sorted(set(values)), type_=ARRAY(Text))
+
+
+async def _existing_periods(
+    session: AsyncSession, account_id: uuid.UUID, customer_ids: list[str]
+) -> set[tuple[str, datetime]]:
+    """(customer, period start) of the customers' invoices: one array parameter, however many
+    customers (a tuple IN list binds two parameters per customer and hits the limit)."""
+    if not customer_ids:
+        return set()
+    rows = await session.execute(
+        select(col(Invoice.customer_id), col(Invoice.period_start)).where(
+            col(Invoice.account_id) == account_id,
+            col(Invoice.customer_id) == any_(_texts(customer_ids)),
+        )
+    )
+    return {(row[0], row[1]) for row in rows}
+
+
 async def rerate_customers(
     session: AsyncSession, *, account_id: uuid.UUID, customer_ids: list[str], now: datetime
 ) -> int:
@@ -320,7 +342,7 @@ async def rerate_customers(
         select(PlanAssignment)
         .where(
             col(PlanAssignment.account_id) == account_id,
-            col(PlanAssignment.customer_id).in_(customer_ids),
+            col(PlanAssignment.customer_id) == any_(_texts(customer_ids)),
             col(PlanAssignment.start_time) <= now,
             (col(PlanAssignment.end_time).is_(None)) | (col(PlanAssignment.end_time) > now),
         )
@@ -333,22 +355,7 @@ async def rerate_customers(
         periods[customer_id] = period_at(
             assignment.start_time, plan.period_interval, plan.period_count, now
         )
-    have = (
-        set(
-            (
-                await session.execute(
-                    select(col(Invoice.customer_id), col(Invoice.period_start)).where(
-                        col(Invoice.account_id) == account_id,
-                        tuple_(col(Invoice.customer_id), col(Invoice.period_start)).in_(
-                            [(c, p.start) for c, p in periods.items()]
-                        ),
-                    )
-                )
-            ).all()
-        )
-        if periods
-        else set()
-    )
+    have = await _existing_periods(session, account_id, list(periods))
     for customer_id, period in periods.items():
         if (customer_id, period.start) not in have:
             assignment = current[customer_id]
@@ -365,7 +372,7 @@ async def rerate_customers(
             select(Invoice)
             .where(
                 col(Invoice.account_id) == account_id,
-                col(Invoice.customer_id).in_(customer_ids),
+                col(Invoice.customer_id) == any_(_texts(customer_ids)),
                 col(Invoice.status).in_(RUNNING),
             )
             .order_by(col(Invoice.customer_id), col(Invoice.period_start))
@@ -424,7 +431,7 @@ async def _customers_with_credit(
             .distinct()
             .where(
                 col(CreditGrant.account_id) == account_id,
-                col(CreditGrant.customer_id).in_(customer_ids),
+                col(CreditGrant.customer_id) == any_(_texts(customer_ids)),
             )
         )
     )
@@ -454,7 +461,14 @@ async def _rate_batch(session: AsyncSession, invoices: list[Invoice], now: datet
             for a in await session.scalars(
                 select(PlanAssignment).where(
                     col(PlanAssignment.account_id) == account_id,
-                    col(PlanAssignment.id).in_([inv.assignment_id for inv in members]),
+                    col(PlanAssignment.id)
+                    == any_(
+                        bindparam(
+                            None,
+                            list({inv.assignment_id for inv in members}),
+                            type_=ARRAY(UUID(as_uuid=True)),
+                        )
+                    ),
                 )
             )
         }
@@ -541,22 +555,7 @@ async def open_current_periods(session: AsyncSession, *, now: datetime) -> int:
                 a.start_time, loaded.plan.period_interval, loaded.plan.period_count, now
             )
             wanted.append((a, period))
-        existing = (
-            set(
-                (
-                    await session.execute(
-                        select(col(Invoice.customer_id), col(Invoice.period_start)).where(
-                            col(Invoice.account_id) == account_id,
-                            tuple_(col(Invoice.customer_id), col(Invoice.period_start)).in_(
-                                [(a.customer_id, p.start) for a, p in wanted]
-                            ),
-                        )
-                    )
-                ).all()
-            )
-            if wanted
-            else set()
-        )
+        existing = await _existing_periods(session, account_id, [a.customer_id for a, _ in wanted])
         for a, period in wanted:
             if (a.customer_id, period.start) in existing:
                 continue
