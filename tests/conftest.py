@@ -141,9 +141,11 @@ def server(server_env: dict[str, str]) -> Iterator[str]:
         yield base_url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def worker(server_env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """A real `meterflow worker` process, for tests that need rollups to happen by themselves."""
+    """A real `meterflow worker` process, for tests that need rollups to happen by themselves.
+    Per module, so modules that drive rollups themselves (e.g. killing a worker part-way) have
+    no other worker racing them."""
     process = subprocess.Popen(
         [sys.executable, "-m", "meterflow.cli", "worker"], env=server_env, cwd=ROOT
     )
