@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route, WebSocketRoute
 
-from meterflow.config import Settings
+from meterflow.config import DEFAULT_SECRET_KEY, Settings
 from meterflow.db import create_engine, create_session_factory
 from meterflow.http.auth import RequireApiKey
 from meterflow.http.embed import routes as embed_routes
@@ -46,6 +46,13 @@ def create_app(settings: Settings) -> Starlette:
     )
     broker = Broker(settings.redis_url)
     secret_key = settings.secret_key.get_secret_value()
+    if secret_key == DEFAULT_SECRET_KEY:
+        # Tokens also need an unguessable stored id, so this is not an open door; but the
+        # signature only adds protection when the key is secret.
+        log.warning(
+            "METERFLOW_SECRET_KEY is not set: customer session tokens are signed with a public "
+            "default key; set a long random secret in production"
+        )
     graphql = GraphQLView(
         schema,
         session_factory=session_factory,

@@ -16,6 +16,9 @@ def to_async_database_url(url: str) -> str:
     )
 
 
+DEFAULT_SECRET_KEY = "change-me-in-production"  # noqa: S105  (the placeholder we warn about)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="METERFLOW_", env_file=None, extra="ignore")
 
@@ -23,7 +26,7 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
 
     # Used to sign customer session tokens; `meterflow dev` generates and keeps one per data dir.
-    secret_key: SecretStr = Field(default=SecretStr("change-me-in-production"))
+    secret_key: SecretStr = Field(default=SecretStr(DEFAULT_SECRET_KEY))
 
     # Request limits. A GraphQL batch of 10,000 events is roughly 2 MB of JSON.
     max_request_bytes: int = 8 * 1024 * 1024
