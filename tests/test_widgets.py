@@ -391,17 +391,28 @@ async def test_a_token_for_one_customer_never_shows_another(
     assert "eu" not in await shadow_text(page, "meterflow-usage")  # beta's region
 
 
-async def test_alerts_say_they_are_not_available_yet(
-    server: str, gql: GraphQLClient, page: Page, site: _Pages
+async def test_alerts_appear_live(
+    server: str,
+    gql: GraphQLClient,
+    page: Page,
+    site: _Pages,
+    worker: subprocess.Popen[bytes],
 ) -> None:
+    await create_meter(gql, "calls")
     await gql('mutation { createCustomer(input: {customerId: "al"}) { __typename } }')
+    created = await gql("""mutation { createAlertRule(input: {name: "Busy day", subject: USAGE,
+        meterApiName: "calls", condition: GREATER_THAN, threshold: "3", range: DAY,
+        customerId: "al", channels: []}) { __typename } }""")
+    assert created["createAlertRule"]["__typename"] == "AlertRule"
     token = await session_token(gql, "al")
     await page.goto(
         site.add(embedding_page(server, token, "<meterflow-alerts $ATTRS></meterflow-alerts>"))
     )
-    state = page.locator("meterflow-alerts [data-state=unavailable]")
-    await state.wait_for(timeout=10_000)
-    assert "Alerts are not available on this server yet" in (await state.text_content() or "")
+    await page.locator("meterflow-alerts [data-state=empty]").wait_for(timeout=10_000)
+    await ingest(gql, calls("al", 5, "us"))
+    item = page.locator("meterflow-alerts li")
+    await item.first.wait_for(timeout=15_000)
+    assert "Busy day" in (await item.first.text_content() or "")
 
 
 async def test_demo_page_with_a_token(
@@ -429,7 +440,7 @@ async def test_demo_page_with_a_token(
     await page.locator("meterflow-invoice .total").wait_for(timeout=10_000)
     await page.locator("meterflow-usage canvas").wait_for(timeout=10_000)
     await page.locator("meterflow-wallet .balance").wait_for(timeout=10_000)
-    await page.locator("meterflow-alerts [data-state=unavailable]").wait_for(timeout=10_000)
+    await page.locator("meterflow-alerts [data-state=empty]").wait_for(timeout=10_000)
     assert await page.locator("meterflow-invoice .total").text_content() == "$8.50"
     await screenshot(page, "embed-demo.png")
 

@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     max_aliases: int = 30
     max_page_size: int = 500
 
+    # Alert delivery: retries back off from this many seconds, doubling, up to max attempts.
+    alert_retry_base_seconds: float = 2.0
+    alert_max_attempts: int = 6
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_from: str = "alerts@meterflow.local"
+
     # Events one rollup step reads at most (a step is one transaction).
     rollup_batch_events: int = 50_000
 

@@ -19,6 +19,7 @@ log = logging.getLogger("meterflow.jobs")
 
 ROLLUP_JOB = "usage_rollup"
 RERATE_JOB = "rerate_customer"
+DELIVER_JOB = "deliver_alert"
 ENQUEUE_TIMEOUT_SECONDS = 0.5
 BACKOFF_SECONDS = 2.0
 
@@ -68,6 +69,19 @@ class JobQueue:
             log.warning(
                 "could not enqueue %s (%s); the sweep will catch up", job_id, type(exc).__name__
             )
+            return False
+        return job is not None
+
+    async def enqueue_later(self, function: str, job_id: str, delay: float, *args: object) -> bool:
+        """Run once after `delay` seconds (retries with backoff)."""
+        try:
+            pool = await asyncio.wait_for(self._connected(), ENQUEUE_TIMEOUT_SECONDS)
+            job = await asyncio.wait_for(
+                pool.enqueue_job(function, *args, _job_id=job_id, _defer_by=delay),
+                ENQUEUE_TIMEOUT_SECONDS,
+            )
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("could not enqueue %s (%s)", job_id, type(exc).__name__)
             return False
         return job is not None
 

@@ -1,6 +1,7 @@
 """SQLModel tables, one module per domain noun. Importing this package registers them all."""
 
 from meterflow.models.account import Account, CustomerSession
+from meterflow.models.alerts import AlertDelivery, AlertEvent, AlertRule
 from meterflow.models.api_key import ApiKey, ApiKeyScope
 from meterflow.models.billing import (
     CreditAllocation,
@@ -28,6 +29,9 @@ from meterflow.models.usage import (
 
 __all__ = [
     "Account",
+    "AlertDelivery",
+    "AlertEvent",
+    "AlertRule",
     "ApiKey",
     "ApiKeyScope",
     "CreditAllocation",

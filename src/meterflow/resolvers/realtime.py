@@ -43,7 +43,7 @@ class MeterEventBatch:
     )
 
 
-async def _follow(
+async def follow(
     info: Info,
     channels: list[str],
     read: Callable[[], Awaitable[S | None]],
@@ -85,7 +85,7 @@ class RealtimeSubscriptions:
                 )
             return Invoice.from_model(row) if row else None
 
-        async for invoice in _follow(
+        async for invoice in follow(
             info, [channel(account_id, "invoice", customer_id)], read, lambda a, b: a == b
         ):
             yield invoice
@@ -117,7 +117,7 @@ class RealtimeSubscriptions:
                 at=datetime.now(UTC),
             )
 
-        async for snapshot in _follow(
+        async for snapshot in follow(
             info, [channel(account_id, "usage", customer_id)], read, lambda a, b: a.value == b.value
         ):
             yield snapshot
@@ -144,7 +144,7 @@ class RealtimeSubscriptions:
                 account_id=account_id,
             )
 
-        async for wallet in _follow(
+        async for wallet in follow(
             info,
             [channel(account_id, "wallet", customer_id)],
             read,
@@ -184,6 +184,6 @@ class RealtimeSubscriptions:
             )
 
         topic = channel(account_id, "events", meter_api_name or "*")
-        async for batch in _follow(info, [topic], read, lambda a, b: False):
+        async for batch in follow(info, [topic], read, lambda a, b: False):
             if batch.events:
                 yield batch

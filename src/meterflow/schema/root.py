@@ -11,6 +11,7 @@ from strawberry.tools import merge_types
 
 from meterflow.errors import MeterflowError
 from meterflow.resolvers.accounts import AccountMutations, AccountQueries
+from meterflow.resolvers.alerts import AlertMutations, AlertQueries, AlertSubscriptions
 from meterflow.resolvers.billing import BillingMutations, BillingQueries
 from meterflow.resolvers.customers import CustomerMutations, CustomerQueries
 from meterflow.resolvers.events import EventMutations, EventQueries
@@ -23,7 +24,15 @@ log = logging.getLogger("meterflow.graphql")
 
 Query = merge_types(
     "Query",
-    (AccountQueries, CustomerQueries, MeterQueries, EventQueries, UsageQueries, BillingQueries),
+    (
+        AccountQueries,
+        CustomerQueries,
+        MeterQueries,
+        EventQueries,
+        UsageQueries,
+        BillingQueries,
+        AlertQueries,
+    ),
 )
 Mutation = merge_types(
     "Mutation",
@@ -34,11 +43,12 @@ Mutation = merge_types(
         EventMutations,
         BillingMutations,
         SessionMutations,
+        AlertMutations,
     ),
 )
 
 
-Subscription = merge_types("Subscription", (RealtimeSubscriptions,))
+Subscription = merge_types("Subscription", (RealtimeSubscriptions, AlertSubscriptions))
 
 
 def should_mask(error: GraphQLError) -> bool:

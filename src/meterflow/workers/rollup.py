@@ -11,7 +11,8 @@ from typing import Any
 from meterflow.db import unit_of_work
 from meterflow.jobs import RERATE_JOB, JobQueue
 from meterflow.pubsub import customer_channels, publish
-from meterflow.services import invoices, rollups
+from meterflow.services import alerts, invoices, rollups
+from meterflow.workers.alerts import dispatch
 
 log = logging.getLogger("meterflow.workers.rollup")
 
@@ -38,6 +39,7 @@ async def usage_rollup(ctx: dict[str, Any], account_id: str) -> int:
         touched = sorted({customer for _, customer in step.touched})
         try:
             await rerate_customers(ctx, account_id, touched)
+            await evaluate_alerts(ctx, account, touched)
         except Exception:
             log.exception("re-rating %d customers failed; retrying one by one", len(touched))
             for customer_id in touched:
@@ -51,6 +53,25 @@ async def usage_rollup(ctx: dict[str, Any], account_id: str) -> int:
                 "usage_rollup", f"rollup:{account}:continue:{int(time.time())}", account_id
             )
             return total
+
+
+async def evaluate_alerts(ctx: dict[str, Any], account: uuid.UUID, customers: list[str]) -> None:
+    """Seconds after the events: rules that can be judged mid-period, for these customers."""
+    if not customers:
+        return
+    async with unit_of_work(ctx["session_factory"]) as session:
+        fired = await alerts.evaluate(
+            session, account_id=account, customers=customers, now=datetime.now(UTC)
+        )
+    await dispatch(ctx, fired)
+
+
+async def alert_period_ends(ctx: dict[str, Any]) -> int:
+    """Percentage-change rules, judged on the period that just ended."""
+    async with unit_of_work(ctx["session_factory"]) as session:
+        fired = await alerts.evaluate_period_ends(session, now=datetime.now(UTC))
+    await dispatch(ctx, fired)
+    return len(fired)
 
 
 async def rerate_customers(ctx: dict[str, Any], account_id: str, customers: list[str]) -> None:

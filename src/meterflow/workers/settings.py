@@ -10,9 +10,11 @@ from arq.worker import Worker, func
 
 from meterflow.config import Settings
 from meterflow.db import create_engine, create_session_factory
-from meterflow.jobs import RERATE_JOB, ROLLUP_JOB, JobQueue, redis_settings
+from meterflow.jobs import DELIVER_JOB, RERATE_JOB, ROLLUP_JOB, JobQueue, redis_settings
+from meterflow.workers.alerts import deliver_alert
 from meterflow.workers.heartbeat import beat_forever, heartbeat
 from meterflow.workers.rollup import (
+    alert_period_ends,
     close_billing_periods,
     rerate_customer,
     sweep_rollups,
@@ -24,9 +26,10 @@ FUNCTIONS: list[Any] = [
     # keep_result=0 frees the deterministic job id at once, so the next burst can enqueue.
     func(usage_rollup, name=ROLLUP_JOB, keep_result=0, max_tries=5),
     func(rerate_customer, name=RERATE_JOB, keep_result=0, max_tries=10),
+    func(deliver_alert, name=DELIVER_JOB, keep_result=0, max_tries=3),
 ]
 CRON_JOBS = [
-    # The safety net behind enqueue-after-commit: every 5 s.
+    # Ended billing periods move on, current ones open, credits expire: every minute.
     cron(
         close_billing_periods,
         name="cron:close_billing_periods",
@@ -35,6 +38,16 @@ CRON_JOBS = [
         keep_result=0,
         unique=True,
     ),
+    # Percentage-change alert rules, judged on the period that just ended: hourly.
+    cron(
+        alert_period_ends,
+        name="cron:alert_period_ends",
+        minute={0},
+        second={15},
+        keep_result=0,
+        unique=True,
+    ),
+    # The safety net behind enqueue-after-commit: every 5 s.
     cron(
         sweep_rollups,
         name="cron:sweep_rollups",
@@ -54,6 +67,10 @@ def build_worker(settings: Settings, *, handle_signals: bool = True, burst: bool
         ctx["session_factory"] = create_session_factory(engine)
         ctx["jobs"] = jobs
         ctx["rollup_batch_events"] = settings.rollup_batch_events
+        ctx["alert_retry_base_seconds"] = settings.alert_retry_base_seconds
+        ctx["alert_max_attempts"] = settings.alert_max_attempts
+        ctx["smtp_host"], ctx["smtp_port"] = settings.smtp_host, settings.smtp_port
+        ctx["smtp_from"] = settings.smtp_from
         ctx["heartbeat"] = asyncio.create_task(beat_forever(ctx), name="heartbeat")
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:

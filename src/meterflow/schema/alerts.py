@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+import strawberry
+
+from meterflow import models
+from meterflow.schema.errors import NotFoundProblem, ValidationProblem
+from meterflow.services.timebuckets import Grouping
+
+
+@strawberry.enum
+class AlertSubject(enum.Enum):
+    USAGE = "USAGE"
+    COST = "COST"
+    BALANCE = "BALANCE"
+
+
+@strawberry.enum
+class AlertCondition(enum.Enum):
+    GREATER_THAN = "GREATER_THAN"
+    LESS_THAN = "LESS_THAN"
+    PERCENT_CHANGE = "PERCENT_CHANGE"
+
+
+@strawberry.enum
+class AlertChannelType(enum.Enum):
+    WEBHOOK = "WEBHOOK"
+    SLACK = "SLACK"
+    EMAIL = "EMAIL"
+
+
+@strawberry.input
+class AlertChannelInput:
+    type: AlertChannelType
+    target: str = strawberry.field(description="URL (webhook, Slack) or email address.")
+    secret: str | None = strawberry.field(default=None, description="Webhook signing secret.")
+
+
+@strawberry.input
+class CreateAlertRuleInput:
+    name: str
+    subject: AlertSubject
+    condition: AlertCondition
+    threshold: Decimal = strawberry.field(description="PERCENT_CHANGE: percent; negative = drop.")
+    range: Grouping
+    channels: list[AlertChannelInput]
+    meter_api_name: str | None = None
+    customer_id: str | None = strawberry.field(
+        default=None, description="Null: every customer, each judged on its own."
+    )
+
+
+@strawberry.type
+class AlertChannel:
+    type: str
+    target: str
+
+
+@strawberry.type
+class AlertRule:
+    id: strawberry.ID
+    name: str
+    subject: str
+    condition: str
+    threshold: Decimal
+    range: str
+    customer_id: str | None
+    channels: list[AlertChannel]
+    enabled: bool
+    created_at: datetime
+
+    @classmethod
+    def from_model(cls, row: models.AlertRule) -> AlertRule:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            name=row.name,
+            subject=row.subject,
+            condition=row.condition,
+            threshold=Decimal(row.threshold),
+            range=row.range,
+            customer_id=row.customer_id,
+            channels=[AlertChannel(type=c["type"], target=c["target"]) for c in row.channels],
+            enabled=row.enabled,
+            created_at=row.created_at,
+        )
+
+
+@strawberry.type
+class AlertDelivery:
+    channel: str
+    target: str
+    status: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+@strawberry.type
+class AlertEvent:
+    id: strawberry.ID
+    rule_id: strawberry.ID
+    name: str = strawberry.field(description="The rule's name.")
+    customer_id: str
+    period_start: datetime
+    value: Decimal
+    message: str
+    created_at: datetime
+    fired_at: datetime
+    deliveries: list[AlertDelivery]
+
+    @classmethod
+    def from_model(
+        cls, row: models.AlertEvent, deliveries: list[models.AlertDelivery], rule_name: str
+    ) -> AlertEvent:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            rule_id=strawberry.ID(str(row.rule_id)),
+            name=rule_name,
+            fired_at=row.created_at,
+            customer_id=row.customer_id,
+            period_start=row.period_start,
+            value=Decimal(row.value),
+            message=row.message,
+            created_at=row.created_at,
+            deliveries=[
+                AlertDelivery(
+                    channel=d.channel,
+                    target=d.target,
+                    status=d.status,
+                    attempts=d.attempts,
+                    last_status_code=d.last_status_code,
+                    last_error=d.last_error,
+                    delivered_at=d.delivered_at,
+                )
+                for d in deliveries
+                if d.event_id == row.id
+            ],
+        )
+
+
+CreateAlertRuleResult = Annotated[
+    AlertRule | ValidationProblem | NotFoundProblem, strawberry.union("CreateAlertRuleResult")
+]
+AlertRuleResult = Annotated[AlertRule | NotFoundProblem, strawberry.union("AlertRuleResult")]

@@ -1,0 +1,313 @@
+"""Alerts end to end: rules over GraphQL, a worker evaluating them, deliveries to local
+receivers (an HTTP server for webhooks and Slack, a real SMTP server)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from redis.asyncio import Redis
+
+from meterflow.jobs import JobQueue
+from meterflow.workers import rollup
+from tests.client import GraphQLClient, TestAccount
+from tests.conftest import ROOT, free_port
+from tests.helpers import create_meter, ingest
+from tests.ws import connect
+
+SECRET = "whsec_test"
+CREATE = """mutation($input: CreateAlertRuleInput!) { createAlertRule(input: $input) {
+    __typename ... on AlertRule { id } ... on Error { message } } }"""
+EVENTS = """query($c: String) { alertEvents(customerId: $c) { id customerId value message
+    deliveries { channel status attempts lastStatusCode lastError } } }"""
+
+
+class Receiver:
+    """An HTTP endpoint that records what it gets and fails the first `fail` requests."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.fail = fail
+        self.requests: list[tuple[float, dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.requests.append((time.monotonic(), dict(self.headers), body))
+                failing = len(receiver.requests) <= receiver.fail
+                self.send_response(500 if failing else 200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(envelope.content)
+        return "250 OK"
+
+
+@pytest.fixture(scope="module")
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    box = Mailbox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield box, port
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def alert_worker(
+    server_env: dict[str, str], mailbox: tuple[Mailbox, int]
+) -> Iterator[subprocess.Popen[bytes]]:
+    env = {
+        **server_env,
+        "METERFLOW_SMTP_PORT": str(mailbox[1]),
+        "METERFLOW_ALERT_RETRY_BASE_SECONDS": "0.3",
+        "METERFLOW_ALERT_MAX_ATTEMPTS": "4",
+    }
+    process = subprocess.Popen([sys.executable, "-m", "meterflow.cli", "worker"], env=env, cwd=ROOT)
+    yield process
+    process.terminate()
+    process.wait(15)
+
+
+def verify(headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """What a receiver does: recompute the signature over "<t>.<body>" with its secret."""
+    parts = dict(item.split("=", 1) for item in headers["Meterflow-Signature"].split(","))
+    expected = hmac.new(
+        SECRET.encode(), f"{parts['t']}.".encode() + body, hashlib.sha256
+    ).hexdigest()
+    assert hmac.compare_digest(parts["v1"], expected), "bad signature"
+    assert abs(time.time() - int(parts["t"])) < 300
+    return json.loads(body)  # type: ignore[no-any-return]
+
+
+async def until(check: Any, within: float = 20) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        result = await check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, "condition never became true"
+        await asyncio.sleep(0.1)
+
+
+def hours(customer: str, value: float, at: datetime) -> dict[str, Any]:
+    return {
+        "meterApiName": "usage-hours",
+        "customerId": customer,
+        "meterValue": value,
+        "meterTimeInMillis": int(at.timestamp() * 1000),
+        "uniqueId": str(uuid.uuid4()),
+    }
+
+
+async def test_any_customer_over_1000_hours_in_a_week_fires_once(
+    server: str,
+    gql: GraphQLClient,
+    account: TestAccount,
+    alert_worker: subprocess.Popen[bytes],
+    mailbox: tuple[Mailbox, int],
+) -> None:
+    box, _ = mailbox
+    webhook, slack = Receiver(), Receiver()
+    try:
+        await create_meter(gql, "usage-hours")
+        rule = await gql(
+            CREATE,
+            {
+                "input": {
+                    "name": "heavy week",
+                    "subject": "USAGE",
+                    "meterApiName": "usage-hours",
+                    "condition": "GREATER_THAN",
+                    "threshold": "1000",
+                    "range": "WEEK",
+                    "channels": [
+                        {"type": "WEBHOOK", "target": webhook.url, "secret": SECRET},
+                        {"type": "SLACK", "target": slack.url},
+                        {"type": "EMAIL", "target": "ops@example.com"},
+                    ],
+                }
+            },
+        )
+        assert rule["createAlertRule"]["__typename"] == "AlertRule", rule
+        now = datetime.now(UTC) - timedelta(seconds=5)
+        mail_before = len(box.messages)
+        async with connect(server, {"apiKey": account.admin_key}) as ws:
+            await ws.start("""subscription { alertFired { customerId message } }""")
+            await ingest(gql, [hours("big", 600, now), hours("small", 100, now)])
+            await asyncio.sleep(1)
+            assert webhook.requests == []  # not yet over the line
+            await ingest(gql, [hours("big", 500, now)])  # crosses 1,000
+            fired = await ws.data(within=20)
+            assert fired["alertFired"]["customerId"] == "big"
+            await until(
+                lambda: _async(
+                    len(webhook.requests) == 1
+                    and len(slack.requests) == 1
+                    and len(box.messages) > mail_before
+                )
+            )
+            await ingest(gql, [hours("big", 700, now)])  # still over: no storm
+            await asyncio.sleep(2)
+        assert len(webhook.requests) == 1 and len(slack.requests) == 1
+        envelope = verify(webhook.requests[0][1], webhook.requests[0][2])
+        assert envelope["type"] == "alert.fired"
+        assert envelope["data"]["customerId"] == "big"
+        assert envelope["data"]["value"] == "1100"
+        assert webhook.requests[0][1]["Meterflow-Event-Id"] == envelope["id"]
+        assert "big" in json.loads(slack.requests[0][2])["text"]
+        assert b"heavy week" in box.messages[-1]
+        events = (await gql(EVENTS, {"c": None}))["alertEvents"]
+        assert [e["customerId"] for e in events] == ["big"]
+        assert {d["channel"]: d["status"] for d in events[0]["deliveries"]} == {
+            "WEBHOOK": "DELIVERED",
+            "SLACK": "DELIVERED",
+            "EMAIL": "DELIVERED",
+        }
+    finally:
+        webhook.close()
+        slack.close()
+
+
+async def _async(value: Any) -> Any:
+    return value
+
+
+async def test_weekly_drop_of_more_than_20_percent_fires_once_at_week_end(
+    gql: GraphQLClient,
+    account: TestAccount,
+    session_factory: Any,
+    redis_url: str,
+    alert_worker: subprocess.Popen[bytes],
+) -> None:
+    webhook = Receiver()
+    try:
+        await create_meter(gql, "usage-hours")
+        this_week = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        this_week -= timedelta(days=this_week.weekday())
+        last_week, before = this_week - timedelta(days=7), this_week - timedelta(days=14)
+        await ingest(
+            gql,
+            [
+                hours("steady", 100, before + timedelta(days=2)),
+                hours("steady", 95, last_week + timedelta(days=2)),
+                hours("dropper", 100, before + timedelta(days=1)),
+                hours("dropper", 70, last_week + timedelta(days=3)),
+            ],
+        )
+        await gql(
+            CREATE,
+            {
+                "input": {
+                    "name": "weekly drop",
+                    "subject": "USAGE",
+                    "meterApiName": "usage-hours",
+                    "condition": "PERCENT_CHANGE",
+                    "threshold": "-20",
+                    "range": "WEEK",
+                    "channels": [{"type": "WEBHOOK", "target": webhook.url, "secret": SECRET}],
+                }
+            },
+        )
+
+        async def rolled_up() -> bool:
+            data = await gql(
+                """query($s: DateTime!, $e: DateTime!) { usage(input: {meterApiName:
+                "usage-hours", timeGroupingInterval: WEEK, startTime: $s, endTime: $e}) {
+                groups { total } } }""",
+                {"s": before.isoformat(), "e": this_week.isoformat()},
+            )
+            return data["usage"]["groups"][0]["total"] == "365"
+
+        await until(rolled_up)
+        redis = Redis.from_url(redis_url)
+        jobs = JobQueue(redis_url)
+        ctx = {"session_factory": session_factory, "jobs": jobs, "redis": redis}
+        try:
+            assert await rollup.alert_period_ends(ctx) >= 1  # the scheduled evaluation
+            assert await rollup.alert_period_ends(ctx) == 0  # once per period
+        finally:
+            await jobs.close()
+            await redis.aclose()
+        await until(lambda: _async(len(webhook.requests) == 1))
+        await asyncio.sleep(1)
+        assert len(webhook.requests) == 1
+        envelope = verify(webhook.requests[0][1], webhook.requests[0][2])
+        assert envelope["data"]["customerId"] == "dropper"
+        assert "-30.0%" in envelope["data"]["message"]
+    finally:
+        webhook.close()
+
+
+async def test_receiver_failing_twice_gets_it_exactly_once_and_a_dead_one_is_visible(
+    gql: GraphQLClient, alert_worker: subprocess.Popen[bytes]
+) -> None:
+    flaky, dead = Receiver(fail=2), Receiver(fail=10**6)
+    try:
+        await create_meter(gql, "usage-hours")
+        await gql(
+            CREATE,
+            {
+                "input": {
+                    "name": "any use",
+                    "subject": "USAGE",
+                    "meterApiName": "usage-hours",
+                    "condition": "GREATER_THAN",
+                    "threshold": "0",
+                    "range": "DAY",
+                    "channels": [
+                        {"type": "WEBHOOK", "target": flaky.url, "secret": SECRET},
+                        {"type": "WEBHOOK", "target": dead.url},
+                    ],
+                }
+            },
+        )
+        await ingest(gql, [hours("c", 1, datetime.now(UTC) - timedelta(seconds=5))])
+
+        async def settled() -> Any:
+            events = (await gql(EVENTS, {"c": "c"}))["alertEvents"]
+            states = {d["status"] for e in events for d in e["deliveries"]}
+            return events if events and "PENDING" not in states else None
+
+        events = await until(settled, within=40)
+        by_status = {d["status"]: d for d in events[0]["deliveries"]}
+        assert by_status["DELIVERED"]["attempts"] == 3
+        assert by_status["FAILED"]["attempts"] == 4
+        assert by_status["FAILED"]["lastStatusCode"] == 500
+        assert len(flaky.requests) == 3
+        ids = {verify(h, b)["id"] for _, h, b in flaky.requests}
+        assert len(ids) == 1  # the same alert each time: receivers can dedupe by id
+        gaps = [b[0] - a[0] for a, b in zip(dead.requests, dead.requests[1:], strict=False)]
+        assert len(dead.requests) == 4
+        assert gaps == sorted(gaps) and gaps[-1] > 1.5 * gaps[0]  # backing off
+    finally:
+        flaky.close()
+        dead.close()
