@@ -311,3 +311,21 @@ async def test_receiver_failing_twice_gets_it_exactly_once_and_a_dead_one_is_vis
     finally:
         flaky.close()
         dead.close()
+
+
+async def test_undefined_meters_and_customers_are_noticed(gql: GraphQLClient) -> None:
+    await create_meter(gql, "usage-hours")
+    await gql("mutation { updateAccount(input: {autoCreateCustomers: false}) { __typename } }")
+    await gql('mutation { createCustomer(input: {customerId: "known"}) { __typename } }')
+    now = datetime.now(UTC) - timedelta(seconds=5)
+    typo = {**hours("known", 1, now), "meterApiName": "usage-hour"}
+    result = await ingest(
+        gql, [typo, {**typo, "uniqueId": "2"}, hours("ghost", 1, now), hours("known", 1, now)]
+    )
+    assert (result["accepted"], result["rejected"]) == (1, 3)
+    await ingest(gql, [{**typo, "uniqueId": "3"}])
+    notices = (await gql("{ notices { kind subject count } }"))["notices"]
+    assert sorted((n["kind"], n["subject"], n["count"]) for n in notices) == [
+        ("UNDEFINED_CUSTOMER", "ghost", 1),
+        ("UNDEFINED_METER", "usage-hour", 3),
+    ]

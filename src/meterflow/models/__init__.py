@@ -1,7 +1,7 @@
 """SQLModel tables, one module per domain noun. Importing this package registers them all."""
 
 from meterflow.models.account import Account, CustomerSession
-from meterflow.models.alerts import AlertDelivery, AlertEvent, AlertRule
+from meterflow.models.alerts import AlertDelivery, AlertEvent, AlertRule, IngestNotice
 from meterflow.models.api_key import ApiKey, ApiKeyScope
 from meterflow.models.billing import (
     CreditAllocation,
@@ -38,6 +38,7 @@ __all__ = [
     "CreditGrant",
     "Customer",
     "CustomerSession",
+    "IngestNotice",
     "Invoice",
     "InvoiceStatus",
     "LedgerKind",

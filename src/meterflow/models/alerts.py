@@ -100,3 +100,16 @@ class AlertDelivery(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     delivered_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class IngestNotice(SQLModel, table=True):
+    """Events named a meter or a customer that does not exist: what, how often, since when."""
+
+    __tablename__ = "ingest_notices"
+
+    account_id: uuid.UUID = Field(sa_column=_account())
+    kind: str = Field(sa_column=Column(String(30), primary_key=True))  # UNDEFINED_METER | ...
+    subject: str = Field(sa_column=Column(String(200), primary_key=True))
+    count: int = Field(sa_column=Column(Integer, nullable=False))
+    first_seen_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

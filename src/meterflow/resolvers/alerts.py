@@ -5,8 +5,11 @@ from collections.abc import AsyncGenerator
 from decimal import Decimal
 
 import strawberry
+from sqlalchemy import select
+from sqlmodel import col
 
 from meterflow.errors import NotFoundError
+from meterflow.models import IngestNotice
 from meterflow.pubsub import channel
 from meterflow.resolvers.base import Info, mutate, require_admin, require_reader, token_customer
 from meterflow.resolvers.realtime import follow
@@ -16,6 +19,7 @@ from meterflow.schema.alerts import (
     AlertRuleResult,
     CreateAlertRuleInput,
     CreateAlertRuleResult,
+    Notice,
 )
 from meterflow.services import alerts
 
@@ -49,6 +53,26 @@ class AlertQueries:
         async with info.context.session_factory() as session:
             rows = await alerts.list_rules(session, account_id=principal.account_id)
         return [AlertRule.from_model(r) for r in rows]
+
+    @strawberry.field(description="Undefined meters and customers that events named.")
+    async def notices(self, info: Info) -> list[Notice]:
+        principal = require_admin(info)
+        async with info.context.session_factory() as session:
+            rows = await session.scalars(
+                select(IngestNotice)
+                .where(col(IngestNotice.account_id) == principal.account_id)
+                .order_by(col(IngestNotice.last_seen_at).desc())
+            )
+            return [
+                Notice(
+                    kind=r.kind,
+                    subject=r.subject,
+                    count=r.count,
+                    first_seen_at=r.first_seen_at,
+                    last_seen_at=r.last_seen_at,
+                )
+                for r in rows
+            ]
 
     @strawberry.field(description="Alerts fired, newest first, with their delivery log.")
     async def alert_events(

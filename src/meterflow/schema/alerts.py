@@ -143,6 +143,15 @@ class AlertEvent:
         )
 
 
+@strawberry.type(description="Events named a meter or customer that does not exist.")
+class Notice:
+    kind: str = strawberry.field(description="UNDEFINED_METER or UNDEFINED_CUSTOMER.")
+    subject: str = strawberry.field(description="The meterApiName or customerId named.")
+    count: int
+    first_seen_at: datetime
+    last_seen_at: datetime
+
+
 CreateAlertRuleResult = Annotated[
     AlertRule | ValidationProblem | NotFoundProblem, strawberry.union("CreateAlertRuleResult")
 ]

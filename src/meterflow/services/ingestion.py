@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, any_, bindparam, select
+from sqlalchemy import Text, any_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from meterflow.models import Account, Customer, Meter, MeterStatus, MeterType
+from meterflow.models import Account, Customer, IngestNotice, Meter, MeterStatus, MeterType
 from meterflow.services import plans
 from meterflow.services.event_records import EventRecord, RejectCode, Rejection, parse_record
 
@@ -347,7 +347,7 @@ def _against_meters(
     return candidates
 
 
-async def ingest(
+async def _ingest(
     session: AsyncSession, *, account_id: uuid.UUID, records: Sequence[RawRecord], now: datetime
 ) -> IngestReport:
     if len(records) > MAX_BATCH:
@@ -401,6 +401,48 @@ async def ingest(
     return report
 
 
+NOTICE_KINDS = {
+    RejectCode.UNKNOWN_METER: "UNDEFINED_METER",
+    RejectCode.UNKNOWN_CUSTOMER: "UNDEFINED_CUSTOMER",
+}
+
+
+async def record_notices(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    records: Sequence[RawRecord],
+    outcomes: list[Outcome],
+) -> None:
+    """Count what events named that does not exist, so an operator sees a misconfigured
+    producer (a typo in a meter name, customers not created) instead of silent rejections."""
+    seen: dict[tuple[str, str], int] = {}
+    for outcome in outcomes:
+        kind = NOTICE_KINDS.get(RejectCode(outcome.code)) if outcome.code else None
+        if kind is None:
+            continue
+        data = records[outcome.index].data
+        field = "meterApiName" if kind == "UNDEFINED_METER" else "customerId"
+        subject = str(data.get(field, ""))[:200] if isinstance(data, dict) else ""
+        seen[(kind, subject)] = seen.get((kind, subject), 0) + 1
+    if not seen:
+        return
+    statement = insert(IngestNotice).values(
+        [
+            {"account_id": account_id, "kind": k, "subject": s, "count": n}
+            for (k, s), n in sorted(seen.items())
+        ]
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["account_id", "kind", "subject"],
+            set_={
+                "count": IngestNotice.count + statement.excluded.count,
+                "last_seen_at": func.clock_timestamp(),
+            },
+        )
+    )
+
+
 def _reject(outcome: Outcome, rejection: Rejection) -> None:
     outcome.status = Status.REJECTED
     outcome.code = rejection.code
@@ -412,3 +454,14 @@ async def _driver_connection(session: AsyncSession) -> Any:
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     return raw.driver_connection
+
+
+async def ingest(
+    session: AsyncSession, *, account_id: uuid.UUID, records: Sequence[RawRecord], now: datetime
+) -> IngestReport:
+    """Ingest a batch; every record gets an outcome (see _ingest), and undefined meters and
+    customers the batch named are counted as notices in the same transaction."""
+    report = await _ingest(session, account_id=account_id, records=records, now=now)
+    if report.rejected:
+        await record_notices(session, account_id, records, report.outcomes)
+    return report

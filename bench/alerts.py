@@ -1,0 +1,155 @@
+"""Alert latency: from the crossing event's ingest being answered to the webhook arriving.
+
+    .venv/bin/python bench/alerts.py [--probes 40] [--rate 2000]
+
+One API process, one worker, a local webhook receiver. Background load goes to another meter;
+each probe is a new customer whose first event crosses the rule's threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+from common import REDIS_URL, ROOT, fresh_database, graphql, new_account, percentile, server
+
+DATABASE = "meterflow_bench_alerts"
+
+
+def receiver() -> tuple[ThreadingHTTPServer, dict[str, float]]:
+    arrivals: dict[str, float] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            arrivals.setdefault(json.loads(body)["data"]["customerId"], time.perf_counter())
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    return http, arrivals
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--probes", type=int, default=40)
+    parser.add_argument("--rate", type=int, default=2000)
+    args = parser.parse_args()
+
+    url = await fresh_database(DATABASE)
+    _, key = await new_account(url)
+    env = {
+        **os.environ,
+        "METERFLOW_DATABASE_URL": url,
+        "METERFLOW_REDIS_URL": REDIS_URL,
+        "METERFLOW_LOG_LEVEL": "warning",
+    }
+    worker = subprocess.Popen(  # noqa: ASYNC220  (returns at once; the worker runs beside)
+        [sys.executable, "-m", "meterflow.cli", "worker"], env=env, cwd=ROOT
+    )
+    hook, arrivals = receiver()
+    answered: dict[str, float] = {}
+    headers = {"X-API-Key": key, "Content-Type": "application/json"}
+    try:
+        with server(url) as base:
+            async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+                for meter in ("load", "probe"):
+                    await graphql(
+                        client,
+                        key,
+                        f"""mutation {{ createMeter(input: {{
+                        meterApiName: "{meter}", meterType: SUM}}) {{ __typename }} }}""",
+                    )
+                await graphql(
+                    client,
+                    key,
+                    """mutation($t: String!) { createAlertRule(input: {
+                    name: "first use", subject: USAGE, meterApiName: "probe",
+                    condition: GREATER_THAN, threshold: "0", range: DAY,
+                    channels: [{type: WEBHOOK, target: $t}]}) { __typename } }""",
+                    {"t": f"http://127.0.0.1:{hook.server_address[1]}/hook"},
+                )
+                batch = 100
+                interval = batch / args.rate
+                start = time.perf_counter()
+                tick, probe_at, probe_index, sent = start, start + 1, 0, 0
+                tasks: set[asyncio.Task[None]] = set()
+
+                async def send(events: list[dict], probe: str | None) -> None:  # type: ignore[type-arg]
+                    response = await client.post(
+                        "/ingest", content=json.dumps(events), headers=headers
+                    )
+                    assert response.status_code == 200, response.text
+                    if probe:
+                        answered[probe] = time.perf_counter()
+
+                while probe_index < args.probes:
+                    now_ms = int(time.time() * 1000)
+                    events = [
+                        {
+                            "customerId": f"c{i % 100}",
+                            "meterApiName": "load",
+                            "meterValue": 1,
+                            "meterTimeInMillis": now_ms,
+                            "uniqueId": uuid.uuid4().hex,
+                        }
+                        for i in range(batch)
+                    ]
+                    probe = None
+                    if tick >= probe_at:
+                        probe = f"probe-{probe_index}"
+                        probe_index += 1
+                        probe_at += 0.5
+                        events.append(
+                            {
+                                "customerId": probe,
+                                "meterApiName": "probe",
+                                "meterValue": 1,
+                                "meterTimeInMillis": now_ms,
+                                "uniqueId": uuid.uuid4().hex,
+                            }
+                        )
+                    task = asyncio.create_task(send(events, probe))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    sent += len(events)
+                    tick += interval
+                    await asyncio.sleep(max(0, tick - time.perf_counter()))
+                await asyncio.gather(*tasks)
+                elapsed = time.perf_counter() - start
+                deadline = time.perf_counter() + 30
+                # The receiver fills `arrivals` from its own thread: poll it.
+                while len(arrivals) < len(answered) and time.perf_counter() < deadline:  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
+    finally:
+        hook.shutdown()
+        worker.terminate()
+        worker.wait(15)
+
+    ms = [(arrivals[c] - answered[c]) * 1000 for c in answered if c in arrivals]
+    print(
+        f"\nalerts: {sent:,} events in {elapsed:.1f} s ({sent / elapsed:,.0f}/s); "
+        f"{len(ms)}/{len(answered)} webhooks arrived"
+    )
+    print(
+        f"crossing event answered → webhook arrived: p50 {percentile(ms, 50):.0f} ms  "
+        f"p95 {percentile(ms, 95):.0f} ms  max {max(ms):.0f} ms"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
