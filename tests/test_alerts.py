@@ -329,3 +329,113 @@ async def test_undefined_meters_and_customers_are_noticed(gql: GraphQLClient) ->
         ("UNDEFINED_CUSTOMER", "ghost", 1),
         ("UNDEFINED_METER", "usage-hour", 3),
     ]
+
+
+async def test_cost_and_balance_rules(session_factory: Any) -> None:
+    """COST is the running invoice before credits; BALANCE the prepaid credits left."""
+    from decimal import Decimal
+
+    from meterflow.db import unit_of_work
+    from meterflow.models import MeterType, PeriodInterval
+    from meterflow.services import (
+        accounts,
+        alerts,
+        customers,
+        ingestion,
+        invoices,
+        meters,
+        plans,
+        rollups,
+        wallets,
+    )
+    from meterflow.services.meters import MeterSpec
+    from meterflow.services.plans import ItemSpec, PlanSpec
+
+    now = datetime.now(UTC)
+    async with unit_of_work(session_factory) as session:
+        account = await accounts.create_account(session, name="cost")
+        await meters.create_meter(
+            session,
+            account_id=account.id,
+            meter_api_name="calls",
+            spec=MeterSpec("calls", MeterType.SUM),
+        )
+        plan = await plans.create_plan(
+            session,
+            account_id=account.id,
+            spec=PlanSpec(
+                name="p",
+                interval=PeriodInterval.MONTH,
+                items=(ItemSpec("calls", {"type": "per_unit", "unitPrice": "0.5"}),),
+            ),
+        )
+        await plans.activate_plan(session, account_id=account.id, plan_id=plan.plan.id)
+        await customers.create_customer(session, account_id=account.id, customer_id="spender")
+        await plans.assign_plan(
+            session,
+            account_id=account.id,
+            customer_id="spender",
+            plan_id=plan.plan.id,
+            start_time=None,
+            now=now,
+        )
+        await wallets.grant(
+            session,
+            account_id=account.id,
+            customer_id="spender",
+            amount=Decimal(2),
+            currency="USD",
+            priority=1,
+            expires_at=None,
+            reason=None,
+            purchased=True,
+            now=now,
+        )
+        for name, subject, condition, threshold in (
+            ("spend over 2.50", "COST", "GREATER_THAN", "2.50"),
+            ("credits under 1", "BALANCE", "LESS_THAN", "1"),
+        ):
+            await alerts.create_rule(
+                session,
+                account_id=account.id,
+                spec=alerts.RuleSpec(
+                    name=name,
+                    subject=subject,
+                    condition=condition,
+                    threshold=Decimal(threshold),
+                    range="MONTH",
+                    customer_id="spender",
+                ),
+            )
+    records = [
+        ingestion.RawRecord(d, json.dumps(d))
+        for d in (
+            {
+                "meterApiName": "calls",
+                "customerId": "spender",
+                "meterValue": 6,
+                "uniqueId": "x",
+                "meterTimeInMillis": int((now - timedelta(seconds=5)).timestamp() * 1000),
+            },
+        )
+    ]
+    async with unit_of_work(session_factory) as session:
+        await ingestion.ingest(session, account_id=account.id, records=records, now=now)
+    async with unit_of_work(session_factory) as session:
+        await rollups.rollup_account(session, account_id=account.id)
+        await invoices.rerate_customers(
+            session, account_id=account.id, customer_ids=["spender"], now=datetime.now(UTC)
+        )
+    async with unit_of_work(session_factory) as session:
+        fired = await alerts.evaluate(
+            session, account_id=account.id, customers=["spender"], now=datetime.now(UTC)
+        )
+        again = await alerts.evaluate(
+            session, account_id=account.id, customers=["spender"], now=datetime.now(UTC)
+        )
+    # By hand: 6 calls at 0.50 = 3.00 of cost (over 2.50); 2.00 of credits all drawn: 0 < 1.
+    assert sorted((e.value, e.message.split(":")[0]) for e in fired) == [
+        (Decimal(0), "credits under 1"),
+        (Decimal("3.00"), "spend over 2.50"),
+    ]
+    assert again == []
