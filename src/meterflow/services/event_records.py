@@ -95,6 +95,8 @@ def _text(record: dict[str, Any], key: str) -> str | Rejection:
 
 
 def parse_value(raw: Any) -> Decimal | Rejection:
+    if type(raw) is int and -(10**38) < raw < 10**38:  # the common case: a count
+        return Decimal(raw)
     if raw is None or raw == "":
         return Rejection(RejectCode.MISSING_FIELD, "meterValue is required")
     if isinstance(raw, bool):
@@ -127,6 +129,10 @@ def parse_value(raw: Any) -> Decimal | Rejection:
 
 
 def parse_time(raw: Any, now: datetime) -> tuple[datetime, int] | Rejection:
+    if type(raw) is int and raw >= EARLIEST_MILLIS:  # the common case, without Decimal
+        when = EPOCH + timedelta(milliseconds=raw)
+        if when <= now + MAX_FUTURE:
+            return when, raw
     if raw is None or raw == "":
         return Rejection(RejectCode.MISSING_FIELD, "meterTimeInMillis is required")
     if isinstance(raw, bool):
