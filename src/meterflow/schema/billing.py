@@ -268,9 +268,7 @@ class InvoiceConnection:
         ]
         return cls(
             edges=edges,
-            page_info=PageInfo(
-                has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None
-            ),
+            page_info=PageInfo.of(edges, page.has_next_page),
         )
 
 
@@ -372,9 +370,7 @@ class Wallet:
         ]
         return WalletLedgerConnection(
             edges=edges,
-            page_info=PageInfo(
-                has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None
-            ),
+            page_info=PageInfo.of(edges, page.has_next_page),
         )
 
 

@@ -135,9 +135,7 @@ class MeterEventConnection:
         ]
         return cls(
             edges=edges,
-            page_info=PageInfo(
-                has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None
-            ),
+            page_info=PageInfo.of(edges, page.has_next_page),
         )
 
 
