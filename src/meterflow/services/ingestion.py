@@ -15,14 +15,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, any_, bindparam, func, select
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from meterflow.models import Account, Customer, IngestNotice, Meter, MeterStatus, MeterType
 from meterflow.services import plans
 from meterflow.services.event_records import EventRecord, RejectCode, Rejection, parse_record
+from meterflow.services.sql import any_text
 
 MAX_BATCH = 10_000
 
@@ -177,11 +178,6 @@ class KnownCustomers:
 known_customers = KnownCustomers()
 
 
-def text_array(values: set[str]) -> Any:
-    """One array parameter (`= ANY(:p)`), not an IN list of a thousand compiled parameters."""
-    return bindparam(None, sorted(values), type_=ARRAY(Text))
-
-
 async def _meters_by_name(
     session: AsyncSession, account_id: uuid.UUID, names: set[str]
 ) -> dict[str, MeterRules]:
@@ -189,7 +185,7 @@ async def _meters_by_name(
     rows = await session.scalars(
         select(Meter).where(
             col(Meter.account_id) == account_id,
-            col(Meter.meter_api_name) == any_(text_array(names)),
+            col(Meter.meter_api_name) == any_text(names),
         )
     )
     return {meter.meter_api_name: MeterRules.of(meter) for meter in rows}
@@ -206,7 +202,7 @@ async def _known_customers(
         await session.scalars(
             select(col(Customer.customer_id)).where(
                 col(Customer.account_id) == account_id,
-                col(Customer.customer_id) == any_(text_array(unsure)),
+                col(Customer.customer_id) == any_text(unsure),
             )
         )
     )

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Text, any_, bindparam, func, select, tuple_
+from sqlalchemy import any_, bindparam, func, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -25,6 +25,7 @@ from meterflow.pricing.rating import DimensionUsage
 from meterflow.services import plans, usage, wallets
 from meterflow.services.pagination import Page
 from meterflow.services.periods import covered_share, period_at
+from meterflow.services.sql import any_text
 from meterflow.services.timebuckets import Grouping
 
 RUNNING = (InvoiceStatus.OPEN, InvoiceStatus.GRACE)
@@ -307,12 +308,6 @@ async def rerate_customer(
     return rated
 
 
-def _texts(values: list[str]) -> Any:
-    """One array parameter (`= ANY(...)`), however many customers: an IN list would bind one
-    parameter each, and thousands of them."""
-    return bindparam(None, sorted(set(values)), type_=ARRAY(Text))
-
-
 async def _existing_periods(
     session: AsyncSession, account_id: uuid.UUID, customer_ids: list[str]
 ) -> set[tuple[str, datetime]]:
@@ -323,7 +318,7 @@ async def _existing_periods(
     rows = await session.execute(
         select(col(Invoice.customer_id), col(Invoice.period_start)).where(
             col(Invoice.account_id) == account_id,
-            col(Invoice.customer_id) == any_(_texts(customer_ids)),
+            col(Invoice.customer_id) == any_text(customer_ids),
         )
     )
     return {(row[0], row[1]) for row in rows}
@@ -342,7 +337,7 @@ async def rerate_customers(
         select(PlanAssignment)
         .where(
             col(PlanAssignment.account_id) == account_id,
-            col(PlanAssignment.customer_id) == any_(_texts(customer_ids)),
+            col(PlanAssignment.customer_id) == any_text(customer_ids),
             col(PlanAssignment.start_time) <= now,
             (col(PlanAssignment.end_time).is_(None)) | (col(PlanAssignment.end_time) > now),
         )
@@ -372,7 +367,7 @@ async def rerate_customers(
             select(Invoice)
             .where(
                 col(Invoice.account_id) == account_id,
-                col(Invoice.customer_id) == any_(_texts(customer_ids)),
+                col(Invoice.customer_id) == any_text(customer_ids),
                 col(Invoice.status).in_(RUNNING),
             )
             .order_by(col(Invoice.customer_id), col(Invoice.period_start))
@@ -431,7 +426,7 @@ async def _customers_with_credit(
             .distinct()
             .where(
                 col(CreditGrant.account_id) == account_id,
-                col(CreditGrant.customer_id) == any_(_texts(customer_ids)),
+                col(CreditGrant.customer_id) == any_text(customer_ids),
             )
         )
     )
