@@ -16,12 +16,22 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
-from common import REDIS_URL, ROOT, fresh_database, graphql, new_account, percentile, server
+from common import (
+    REDIS_URL,
+    ROOT,
+    InFlight,
+    fresh_database,
+    graphql,
+    load_events,
+    new_account,
+    paced,
+    percentile,
+    server,
+)
 
 DATABASE = "meterflow_bench_alerts"
 
@@ -86,8 +96,8 @@ async def main() -> None:
                 batch = 100
                 interval = batch / args.rate
                 start = time.perf_counter()
-                tick, probe_at, probe_index, sent = start, start + 1, 0, 0
-                tasks: set[asyncio.Task[None]] = set()
+                probe_at, probe_index, sent = start + 1, 0, 0
+                in_flight = InFlight()
 
                 async def send(events: list[dict], probe: str | None) -> None:  # type: ignore[type-arg]
                     response = await client.post(
@@ -97,39 +107,20 @@ async def main() -> None:
                     if probe:
                         answered[probe] = time.perf_counter()
 
-                while probe_index < args.probes:
-                    now_ms = int(time.time() * 1000)
-                    events = [
-                        {
-                            "customerId": f"c{i % 100}",
-                            "meterApiName": "load",
-                            "meterValue": 1,
-                            "meterTimeInMillis": now_ms,
-                            "uniqueId": uuid.uuid4().hex,
-                        }
-                        for i in range(batch)
-                    ]
+                async for tick in paced(interval, lambda _: True):
+                    if probe_index >= args.probes:
+                        break
+                    events = load_events("load", batch, customers=100, prefix="c")
                     probe = None
                     if tick >= probe_at:
                         probe = f"probe-{probe_index}"
                         probe_index += 1
                         probe_at += 0.5
-                        events.append(
-                            {
-                                "customerId": probe,
-                                "meterApiName": "probe",
-                                "meterValue": 1,
-                                "meterTimeInMillis": now_ms,
-                                "uniqueId": uuid.uuid4().hex,
-                            }
-                        )
-                    task = asyncio.create_task(send(events, probe))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                        probe_event = load_events("probe", 1, customers=1, prefix=probe)[0]
+                        events.append({**probe_event, "customerId": probe})
+                    in_flight.spawn(send(events, probe))
                     sent += len(events)
-                    tick += interval
-                    await asyncio.sleep(max(0, tick - time.perf_counter()))
-                await asyncio.gather(*tasks)
+                await in_flight.drain()
                 elapsed = time.perf_counter() - start
                 deadline = time.perf_counter() + 30
                 # The receiver fills `arrivals` from its own thread: poll it.

@@ -10,9 +10,11 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import text
@@ -131,3 +133,53 @@ def summary(latencies_ms: list[float]) -> str:
         f"p50 {percentile(latencies_ms, 50):7.1f} ms  p99 {percentile(latencies_ms, 99):7.1f}"
         f" ms  mean {statistics.fmean(latencies_ms):7.1f} ms"
     )
+
+
+def load_events(
+    meter: str,
+    count: int,
+    *,
+    customers: int,
+    offset: int = 0,
+    prefix: str = "load-",
+    dimensions: dict[str, str] | None = None,
+) -> list[dict]:  # type: ignore[type-arg]
+    """A batch of background events, spread over `customers` customers, stamped now."""
+    now_ms = int(time.time() * 1000)
+    events = []
+    for i in range(count):
+        event = {
+            "customerId": f"{prefix}{(offset + i) % customers}",
+            "meterApiName": meter,
+            "meterValue": 1,
+            "meterTimeInMillis": now_ms,
+            "uniqueId": uuid.uuid4().hex,
+        }
+        if dimensions:
+            event["dimensions"] = dimensions
+        events.append(event)
+    return events
+
+
+async def paced(interval: float, keep_going: Callable[[float], bool]) -> AsyncIterator[float]:
+    """Ticks every `interval` seconds (catching up, never drifting) while keep_going(tick)."""
+    tick = time.perf_counter()
+    while keep_going(tick):
+        yield tick
+        tick += interval
+        await asyncio.sleep(max(0, tick - time.perf_counter()))
+
+
+class InFlight:
+    """Requests sent without waiting for each other; drain() waits for the stragglers."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        await asyncio.gather(*self._tasks)

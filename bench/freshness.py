@@ -19,7 +19,18 @@ import time
 import uuid
 
 import httpx
-from common import REDIS_URL, ROOT, fresh_database, graphql, new_account, percentile, server
+from common import (
+    REDIS_URL,
+    ROOT,
+    InFlight,
+    fresh_database,
+    graphql,
+    load_events,
+    new_account,
+    paced,
+    percentile,
+    server,
+)
 
 DATABASE = "meterflow_bench_freshness"
 USAGE = """query($input: UsageQueryInput!) { usage(input: $input) { groups { total } } }"""
@@ -96,33 +107,19 @@ async def main() -> None:
                     if probe_customer:
                         probes.append(asyncio.create_task(probe(probe_customer, accepted)))
 
-                in_flight: set[asyncio.Task[None]] = set()
-                tick = start
-                while tick < deadline:
-                    now_ms = int(time.time() * 1000)
-                    events = [
-                        {
-                            "customerId": f"load-{(sent + i) % 500}",
-                            "meterApiName": "calls",
-                            "meterValue": 1,
-                            "meterTimeInMillis": now_ms,
-                            "uniqueId": str(uuid.uuid4()),
-                            "dimensions": {"region": "eu"},
-                        }
-                        for i in range(batch)
-                    ]
+                in_flight = InFlight()
+                async for tick in paced(interval, lambda t: t < deadline):
+                    events = load_events(
+                        "calls", batch, customers=500, offset=sent, dimensions={"region": "eu"}
+                    )
                     probe_customer = None
                     if tick >= next_probe:
                         probe_customer = f"probe-{uuid.uuid4().hex[:8]}"
                         events[0]["customerId"] = probe_customer
                         next_probe += 0.25
-                    task = asyncio.create_task(send(events, probe_customer))
-                    in_flight.add(task)
-                    task.add_done_callback(in_flight.discard)
+                    in_flight.spawn(send(events, probe_customer))
                     sent += batch
-                    tick += interval
-                    await asyncio.sleep(max(0, tick - time.perf_counter()))
-                await asyncio.gather(*in_flight)
+                await in_flight.drain()
                 elapsed = time.perf_counter() - start
                 await asyncio.gather(*probes)
     finally:

@@ -16,12 +16,22 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from contextlib import AsyncExitStack
 
 import httpx
 import psutil
-from common import REDIS_URL, ROOT, fresh_database, graphql, new_account, percentile, server
+from common import (
+    REDIS_URL,
+    ROOT,
+    InFlight,
+    fresh_database,
+    graphql,
+    load_events,
+    new_account,
+    paced,
+    percentile,
+    server,
+)
 from httpx_ws import aconnect_ws
 
 DATABASE = "meterflow_bench_live"
@@ -133,8 +143,8 @@ async def main() -> None:
                 batch, sent = 250, 0
                 interval = batch / args.rate
                 start = time.perf_counter()
-                tick, next_probe, probe_index = start, start + 1, 0
-                in_flight: set[asyncio.Task[None]] = set()
+                next_probe, probe_index = start + 1, 0
+                in_flight = InFlight()
 
                 async def send(events: list[dict], probe: str | None) -> None:  # type: ignore[type-arg]
                     response = await client.post(
@@ -144,31 +154,17 @@ async def main() -> None:
                     if probe:
                         answered[probe] = time.perf_counter()
 
-                while tick < start + args.seconds:
-                    now_ms = int(time.time() * 1000)
-                    events = [
-                        {
-                            "customerId": f"load-{(sent + i) % 200}",
-                            "meterApiName": "calls",
-                            "meterValue": 1,
-                            "meterTimeInMillis": now_ms,
-                            "uniqueId": uuid.uuid4().hex,
-                        }
-                        for i in range(batch)
-                    ]
+                async for tick in paced(interval, lambda t: t < start + args.seconds):
+                    events = load_events("calls", batch, customers=200, offset=sent)
                     probe = None
                     if tick >= next_probe and probe_index < len(probes):
                         probe = probes[probe_index]
                         probe_index += 1
                         events[0]["customerId"] = probe
                         next_probe += (args.seconds - 2) / len(probes)
-                    task = asyncio.create_task(send(events, probe))
-                    in_flight.add(task)
-                    task.add_done_callback(in_flight.discard)
+                    in_flight.spawn(send(events, probe))
                     sent += batch
-                    tick += interval
-                    await asyncio.sleep(max(0, tick - time.perf_counter()))
-                await asyncio.gather(*in_flight)
+                await in_flight.drain()
                 elapsed = time.perf_counter() - start
                 await asyncio.wait(listeners, timeout=30)
                 latencies = [arrivals[c] - answered[c] for c in answered if c in arrivals]
