@@ -67,6 +67,8 @@ async def main() -> None:
         "METERFLOW_DATABASE_URL": url,
         "METERFLOW_REDIS_URL": REDIS_URL,
         "METERFLOW_LOG_LEVEL": "warning",
+        # The bench's webhook receiver listens on 127.0.0.1.
+        "METERFLOW_ALLOW_PRIVATE_WEBHOOK_TARGETS": "true",
     }
     worker = subprocess.Popen(  # noqa: ASYNC220  (returns at once; the worker runs beside)
         [sys.executable, "-m", "meterflow.cli", "worker"], env=env, cwd=ROOT

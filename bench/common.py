@@ -74,6 +74,8 @@ def server(url: str, *, extra_env: dict[str, str] | None = None) -> Iterator[str
         "METERFLOW_DATABASE_URL": url,
         "METERFLOW_REDIS_URL": REDIS_URL,
         "METERFLOW_LOG_LEVEL": "warning",
+        # The bench's webhook receiver listens on 127.0.0.1.
+        "METERFLOW_ALLOW_PRIVATE_WEBHOOK_TARGETS": "true",
         **(extra_env or {}),
     }
     process = subprocess.Popen(

@@ -84,6 +84,8 @@ def server_env(database_url: str, redis_url: str) -> dict[str, str]:
         "METERFLOW_DATABASE_URL": database_url,
         "METERFLOW_REDIS_URL": redis_url,
         "METERFLOW_LOG_LEVEL": "warning",
+        # The tests' webhook receivers listen on 127.0.0.1.
+        "METERFLOW_ALLOW_PRIVATE_WEBHOOK_TARGETS": "true",
     }
 
 

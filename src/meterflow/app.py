@@ -62,6 +62,7 @@ def create_app(settings: Settings) -> Starlette:
         redis=redis,
         secret_key=secret_key,
         allowed_origins=settings.cors_origins,
+        allow_private_webhook_targets=settings.allow_private_webhook_targets,
     )
 
     @asynccontextmanager

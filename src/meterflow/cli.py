@@ -75,9 +75,18 @@ def cmd_account_create(args: argparse.Namespace, settings: Settings) -> int:
 # ---------------------------------------------------------------- serve, worker
 
 
+def _warn_if_private_targets(settings: Settings) -> None:
+    if settings.allow_private_webhook_targets:
+        log.warning(
+            "METERFLOW_ALLOW_PRIVATE_WEBHOOK_TARGETS is on: alert webhooks may target plain http "
+            "and private, loopback and cloud-metadata addresses; for development and tests only"
+        )
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from meterflow.app import create_app
 
+    _warn_if_private_targets(settings)
     uvicorn.run(
         create_app(settings),
         host=args.host,
@@ -92,6 +101,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from meterflow.workers.settings import build_worker
 
+    _warn_if_private_targets(settings)
     worker = build_worker(settings, burst=args.burst)
     worker.run()
     return 0
@@ -254,6 +264,8 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
                 "redis_url": services.redis_url,
                 "secret_key": SecretStr(secret or ""),
                 "demo_embed": True,
+                # Local receivers (a webhook on localhost) are what development needs.
+                "allow_private_webhook_targets": True,
             }
         )
         upgrade(settings.database_url)

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_from: str = "alerts@meterflow.local"
+    # Development and tests only: alert rules may target plain http and private, loopback and
+    # link-local addresses (local receivers). Off, webhook and Slack targets are public https.
+    allow_private_webhook_targets: bool = False
 
     # Events one rollup step reads at most (a step is one transaction).
     rollup_batch_events: int = 50_000

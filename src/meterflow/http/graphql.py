@@ -63,6 +63,7 @@ class GraphQLView(GraphQL[Context, None]):
         redis: Redis | None = None,
         secret_key: str = "",
         allowed_origins: Sequence[str] = ("*",),
+        allow_private_webhook_targets: bool = False,
     ) -> None:
         # Embedded widgets subscribe from other sites' pages. WebSockets authenticate with the
         # connection_init payload (never cookies), so other origins gain nothing to abuse.
@@ -79,6 +80,7 @@ class GraphQLView(GraphQL[Context, None]):
         self.broker = broker
         self.redis = redis
         self.secret_key = secret_key
+        self.allow_private_webhook_targets = allow_private_webhook_targets
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None = None
@@ -95,6 +97,7 @@ class GraphQLView(GraphQL[Context, None]):
             broker=self.broker,
             redis=self.redis,
             secret_key=self.secret_key,
+            allow_private_webhook_targets=self.allow_private_webhook_targets,
         )
 
     async def on_ws_connect(self, context: Context) -> dict[str, Any] | None:

@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Annotated
 
 import strawberry
+from graphql import GraphQLError
 
 from meterflow import models
 from meterflow.schema.errors import NotFoundProblem, ValidationProblem
@@ -96,7 +97,11 @@ class AlertDelivery:
     status: str
     attempts: int
     last_status_code: int | None
-    last_error: str | None
+    last_error: str | None = strawberry.field(
+        description="Why the last attempt failed, as a short class: timeout, connect_error, "
+        "tls_error, http_<status>, redirect, blocked_address, dns_error, invalid_target... "
+        "Never the target's answer."
+    )
     delivered_at: datetime | None
 
 
@@ -111,12 +116,26 @@ class AlertEvent:
     message: str
     created_at: datetime
     fired_at: datetime
-    deliveries: list[AlertDelivery]
+    # None when the caller may not see deliveries (a customer session token).
+    visible_deliveries: strawberry.Private[list[AlertDelivery] | None]
+
+    @strawberry.field(
+        description="The delivery log, for admin keys: targets are credentials (a Slack URL), "
+        "so a customer session token gets FORBIDDEN here and sees the alert itself only."
+    )
+    def deliveries(self) -> list[AlertDelivery] | None:
+        if self.visible_deliveries is None:
+            raise GraphQLError(
+                "a customer session token sees the alert itself only, not its deliveries",
+                extensions={"code": "FORBIDDEN"},
+            )
+        return self.visible_deliveries
 
     @classmethod
     def from_model(
-        cls, row: models.AlertEvent, deliveries: list[models.AlertDelivery], rule_name: str
+        cls, row: models.AlertEvent, deliveries: list[models.AlertDelivery] | None, rule_name: str
     ) -> AlertEvent:
+        """`deliveries` None: the caller may not see them (not loaded either)."""
         return cls(
             id=strawberry.ID(str(row.id)),
             rule_id=strawberry.ID(str(row.rule_id)),
@@ -127,7 +146,9 @@ class AlertEvent:
             value=Decimal(row.value),
             message=row.message,
             created_at=row.created_at,
-            deliveries=[
+            visible_deliveries=None
+            if deliveries is None
+            else [
                 AlertDelivery(
                     channel=d.channel,
                     target=d.target,

@@ -33,6 +33,8 @@ class Context:
     broker: Broker | None = None
     redis: Redis | None = None
     secret_key: str = ""
+    # The development switch: alert rules may target plain http and private addresses.
+    allow_private_webhook_targets: bool = False
     # Why connection_init was refused, for the WebSocket close frame.
     rejection: str | None = None
 

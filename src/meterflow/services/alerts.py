@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from meterflow import netguard
 from meterflow.errors import NotFoundError, ValidationError
 from meterflow.models import (
     AlertDelivery,
@@ -45,7 +46,15 @@ class RuleSpec:
     channels: tuple[dict[str, Any], ...] = ()
 
 
-async def create_rule(session: AsyncSession, *, account_id: uuid.UUID, spec: RuleSpec) -> AlertRule:
+async def create_rule(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    spec: RuleSpec,
+    allow_private_targets: bool = False,
+    resolve: netguard.Resolver = netguard.system_resolver,
+) -> AlertRule:
+    """`allow_private_targets` is the development switch: plain http and any address."""
     name = validation.required_text(spec.name, field="name", max_length=200)
     if spec.subject not in SUBJECTS:
         raise ValidationError(f"subject must be one of {SUBJECTS}", field="subject")
@@ -70,10 +79,16 @@ async def create_rule(session: AsyncSession, *, account_id: uuid.UUID, spec: Rul
             raise ValidationError(
                 f"channels[{i}].type must be one of {CHANNELS}", field=f"channels[{i}].type"
             )
-        if kind in ("WEBHOOK", "SLACK") and not target.startswith(("http://", "https://")):
-            raise ValidationError(
-                f"channels[{i}].target must be an http(s) URL", field=f"channels[{i}].target"
-            )
+        if kind in ("WEBHOOK", "SLACK"):
+            try:
+                await netguard.check_target(
+                    target, allow_private=allow_private_targets, resolve=resolve
+                )
+            except netguard.TargetRefused as exc:
+                raise ValidationError(
+                    f"rule {name!r}: channels[{i}] ({kind}) {exc.reason}",
+                    field=f"channels[{i}].target",
+                ) from None
         if kind == "EMAIL":
             validation.email(target, field=f"channels[{i}].target")
         channels.append({"type": kind, "target": target, "secret": channel.get("secret")})

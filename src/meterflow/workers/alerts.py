@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import ssl
 import time
 import uuid
 from email.message import EmailMessage
@@ -18,6 +19,7 @@ import orjson
 from sqlalchemy import select
 from sqlmodel import col
 
+from meterflow import netguard
 from meterflow.db import unit_of_work
 from meterflow.jobs import DELIVER_JOB, JobQueue
 from meterflow.models import AlertDelivery, AlertEvent, AlertRule
@@ -53,10 +55,82 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac}"
 
 
+class DeliveryFailure(Exception):
+    """A failed attempt, as the delivery log keeps it: a short class (`timeout`, `http_500`,
+    `blocked_address`...) and the HTTP status if there was one. Never the answer's body: a
+    target must not be able to read anything back through meterflow (SSRF), and the log is
+    shown to API callers. `permanent` failures are not retried."""
+
+    def __init__(self, error_class: str, status: int | None = None, *, permanent: bool = False):
+        super().__init__(error_class)
+        self.error_class = error_class
+        self.status = status
+        self.permanent = permanent
+
+
+def _network_error_class(exc: BaseException) -> str:
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return "timeout"
+    cause: BaseException | None = exc
+    while cause is not None:  # httpx wraps httpcore, which wraps the ssl error
+        if isinstance(cause, ssl.SSLError):
+            return "tls_error"
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, httpx.ConnectError | ConnectionError):
+        return "connect_error"
+    return "protocol_error"
+
+
+async def post(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    allow_private: bool,
+    resolve: netguard.Resolver = netguard.system_resolver,
+) -> int:
+    """POST to a webhook or Slack target under netguard's rule, checked again now (the name may
+    resolve elsewhere than when the rule was made), connecting only to the addresses checked,
+    never following a redirect, never reading the answer's body. Returns the 2xx status."""
+    try:
+        target, addresses = await netguard.check_target(
+            url, allow_private=allow_private, resolve=resolve
+        )
+    except netguard.TargetRefused as exc:
+        # A URL of the wrong form stays wrong; an address or DNS answer may change back.
+        raise DeliveryFailure(
+            exc.error_class, permanent=exc.error_class == "invalid_target"
+        ) from None
+    async with httpx.AsyncClient(
+        timeout=TIMEOUT_SECONDS, follow_redirects=False, trust_env=False
+    ) as client:
+        for i, address in enumerate(addresses):
+            pinned_url, host, extensions = target.pinned(address)
+            request = client.build_request(
+                "POST", pinned_url, content=body, headers={**headers, **host}, extensions=extensions
+            )
+            try:
+                response = await client.send(request, stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if i + 1 < len(addresses):
+                    continue  # the next checked address of the same host
+                raise DeliveryFailure(_network_error_class(exc)) from None
+            except httpx.HTTPError as exc:
+                raise DeliveryFailure(_network_error_class(exc)) from None
+            await response.aclose()  # unread: the body is none of our business
+            status = response.status_code
+            if 300 <= status < 400:
+                raise DeliveryFailure("redirect", status)
+            if status >= 300:
+                raise DeliveryFailure(f"http_{status}", status)
+            return status
+    raise AssertionError("netguard returns at least one address")  # pragma: no cover
+
+
 async def _send(
     ctx: dict[str, Any], delivery: AlertDelivery, rule: AlertRule, event: AlertEvent
 ) -> int | None:
-    """Returns the HTTP status (None for email); raises on failure."""
+    """Returns the HTTP status (None for email); raises DeliveryFailure."""
     if delivery.channel == "EMAIL":
         message = EmailMessage()
         message["From"] = ctx["smtp_from"]
@@ -64,9 +138,16 @@ async def _send(
         message["Subject"] = f"[meterflow] {rule.name}"
         message["Message-ID"] = f"<{event.id}@meterflow>"
         message.set_content(event.message)
-        await aiosmtplib.send(
-            message, hostname=ctx["smtp_host"], port=ctx["smtp_port"], timeout=TIMEOUT_SECONDS
-        )
+        try:
+            await aiosmtplib.send(
+                message, hostname=ctx["smtp_host"], port=ctx["smtp_port"], timeout=TIMEOUT_SECONDS
+            )
+        except aiosmtplib.SMTPTimeoutError:
+            raise DeliveryFailure("timeout") from None
+        except aiosmtplib.SMTPConnectError:
+            raise DeliveryFailure("connect_error") from None
+        except (aiosmtplib.SMTPException, OSError):
+            raise DeliveryFailure("smtp_error") from None
         return None
     if delivery.channel == "SLACK":
         body = orjson.dumps({"text": f":rotating_light: {event.message}"})
@@ -84,17 +165,20 @@ async def _send(
         )
         if secret:
             headers["Meterflow-Signature"] = signature(secret, int(time.time()), body)
-    async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS) as client:
-        response = await client.post(delivery.target, content=body, headers=headers)
-    if response.status_code >= 300:
-        raise DeliveryError(response.status_code, response.text[:200])
-    return response.status_code
+    return await post(
+        delivery.target, body, headers, allow_private=ctx["allow_private_webhook_targets"]
+    )
 
 
-class DeliveryError(Exception):
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(f"HTTP {status}: {text}")
-        self.status = status
+def _where(delivery: AlertDelivery) -> str:
+    """What a log line may say about a target: its host. A Slack URL's path is a credential,
+    and an email address is personal data."""
+    if delivery.channel == "EMAIL":
+        return "email"
+    try:
+        return f"{delivery.channel.lower()} {httpx.URL(delivery.target).host}"
+    except (httpx.InvalidURL, ValueError):
+        return delivery.channel.lower()
 
 
 async def deliver_alert(ctx: dict[str, Any], delivery_id: str) -> str:
@@ -116,13 +200,14 @@ async def deliver_alert(ctx: dict[str, Any], delivery_id: str) -> str:
     if event is None or rule is None:
         return "MISSING"
     status_code: int | None = None
-    error: str | None = None
+    failure: DeliveryFailure | None = None
     try:
         status_code = await _send(ctx, delivery, rule, event)
-    except DeliveryError as exc:
-        status_code, error = exc.status, str(exc)
-    except Exception as exc:  # network, SMTP: the receiver's problem, retried
-        error = f"{type(exc).__name__}: {exc}"
+    except DeliveryFailure as exc:
+        failure, status_code = exc, exc.status
+    except Exception:  # a bug of ours, not the receiver's: logged whole, retried
+        log.exception("alert delivery %s (%s) raised", delivery.id, _where(delivery))
+        failure = DeliveryFailure("internal_error")
     async with unit_of_work(factory) as session:
         row = await session.scalar(
             select(AlertDelivery).where(col(AlertDelivery.id) == delivery.id).with_for_update()
@@ -130,12 +215,14 @@ async def deliver_alert(ctx: dict[str, Any], delivery_id: str) -> str:
         assert row is not None
         row.attempts += 1
         row.last_status_code = status_code
-        row.last_error = error
-        if error is None:
+        row.last_error = failure.error_class if failure else None
+        if failure is None:
             row.status, row.delivered_at = "DELIVERED", utcnow()
-        elif row.attempts >= ctx["alert_max_attempts"]:
+        elif failure.permanent or row.attempts >= ctx["alert_max_attempts"]:
             row.status = "FAILED"
         attempts, status = row.attempts, row.status
+    if failure is None:
+        return status
     if status == "PENDING":
         jobs: JobQueue = ctx["jobs"]
         delay = ctx["alert_retry_base_seconds"] * 2 ** (attempts - 1)
@@ -143,11 +230,20 @@ async def deliver_alert(ctx: dict[str, Any], delivery_id: str) -> str:
             DELIVER_JOB, f"deliver:{delivery.id}:{attempts}", delay, str(delivery.id)
         )
         log.info(
-            "alert delivery %s failed (%s); retry %d in %.1fs",
+            "alert delivery %s (%s) failed: %s; retry %d in %.1fs",
             delivery.id,
-            error,
+            _where(delivery),
+            failure.error_class,
             attempts + 1,
             delay,
+        )
+    else:
+        log.warning(
+            "alert delivery %s (%s) failed after %d attempts: %s",
+            delivery.id,
+            _where(delivery),
+            attempts,
+            failure.error_class,
         )
     return status
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from arq import cron
@@ -60,6 +61,9 @@ CRON_JOBS = [
 
 
 def build_worker(settings: Settings, *, handle_signals: bool = True, burst: bool = False) -> Worker:
+    # httpx logs every request's full URL at INFO: a Slack webhook URL is a credential.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     engine = create_engine(settings.database_url, pool_size=5)
     jobs = JobQueue(settings.redis_url)
 
@@ -71,6 +75,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True, burst: bool
         ctx["alert_max_attempts"] = settings.alert_max_attempts
         ctx["smtp_host"], ctx["smtp_port"] = settings.smtp_host, settings.smtp_port
         ctx["smtp_from"] = settings.smtp_from
+        ctx["allow_private_webhook_targets"] = settings.allow_private_webhook_targets
         ctx["heartbeat"] = asyncio.create_task(beat_forever(ctx), name="heartbeat")
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
