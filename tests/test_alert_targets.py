@@ -6,11 +6,15 @@ delivers has), with their log captured."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -20,10 +24,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
+from meterflow.db import create_engine
+from meterflow.migrations import upgrade
 from tests.client import GraphQLClient, TestAccount
-from tests.conftest import ROOT, running_server
+from tests.conftest import ROOT, _admin_execute, free_port, running_server, wait_for_health
 from tests.helpers import create_meter, ingest
+from tests.services import TestServices
 from tests.test_alerts import CREATE, hours, until
 from tests.ws import connect
 
@@ -153,6 +161,42 @@ async def settled(gql: GraphQLClient, customer: str, within: float = 40) -> dict
         return events[0] if events and "PENDING" not in states else None
 
     return await until(check, within=within)  # type: ignore[no-any-return]
+
+
+def test_serve_and_worker_warn_when_the_switch_is_on(
+    server_env: dict[str, str], tmp_path: Path
+) -> None:
+    warning = f"{SWITCH} is on"
+    log = tmp_path / "serve.log"
+    port = free_port()
+    with log.open("wb") as out:
+        serve = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "meterflow.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=server_env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_health(f"http://127.0.0.1:{port}", serve)
+        finally:
+            serve.terminate()
+            serve.wait(15)
+    assert "WARNING" in log.read_text() and warning in log.read_text()
+    with running_worker(server_env, tmp_path / "worker.log") as worker_log:
+        deadline = time.monotonic() + 20
+        while warning not in worker_log.read_text():
+            assert time.monotonic() < deadline, worker_log.read_text()
+            time.sleep(0.1)
 
 
 # ---------------------------------------------------------------- at creation
@@ -390,3 +434,64 @@ async def test_customer_tokens_see_the_alert_but_no_delivery(
         assert SLACK_SECRET not in json.dumps(message)
     finally:
         ok.close()
+
+
+# ---------------------------------------------------------------- stored before this fix
+
+
+async def _rows(url: str, *statements: str) -> list[tuple[Any, ...]]:
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            for statement in statements:
+                result = await conn.execute(text(statement))
+            return [tuple(r) for r in result] if result.returns_rows else []
+    finally:
+        await engine.dispose()
+
+
+def test_upgrading_forgets_the_answers_stored_before(test_services: TestServices) -> None:
+    admin, name = test_services.admin_database_url, f"meterflow_test_0010_{os.getpid()}"
+    drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+    asyncio.run(_admin_execute(admin, drop, f'CREATE DATABASE "{name}"'))
+    url = test_services.database_url(name)
+    try:
+        upgrade(url, "0009")
+        account, event = uuid.uuid4(), uuid.uuid4()
+        stored = [  # (status code, last_error) as the old worker wrote them
+            (500, f"HTTP 500: <html>{MARKER}</html>"),
+            (302, f"HTTP 302: {MARKER}"),
+            (None, f"ConnectError: [Errno 111] {MARKER}"),
+            (None, f"ReadTimeout: {MARKER}"),
+            (None, f"SMTPRecipientsRefused: {MARKER}"),
+            (200, None),
+        ]
+        asyncio.run(
+            _rows(
+                url,
+                f"INSERT INTO accounts (id, name, auto_create_customers) "
+                f"VALUES ('{account}', 'old', true)",
+                *(
+                    "INSERT INTO alert_deliveries (account_id, id, event_id, channel, target, "
+                    f"status, attempts, last_status_code, last_error) VALUES ('{account}', "
+                    f"'{uuid.uuid4()}', '{event}', 'WEBHOOK', 'http://x/{i}', 'FAILED', 1, "
+                    f"{'NULL' if code is None else code}, "
+                    f"{'NULL' if error is None else repr(error)})"
+                    for i, (code, error) in enumerate(stored)
+                ),
+            )
+        )
+        upgrade(url)
+        rows = asyncio.run(
+            _rows(url, "SELECT target, last_error FROM alert_deliveries ORDER BY target")
+        )
+        assert [error for _, error in rows] == [
+            "http_500",
+            "redirect",
+            "connect_error",
+            "timeout",
+            "error",
+            None,
+        ]
+    finally:
+        asyncio.run(_admin_execute(admin, drop))

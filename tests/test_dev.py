@@ -108,6 +108,20 @@ def test_dev_runs_on_embedded_services_and_keeps_its_data(tmp_path: Path) -> Non
             },
         )
         assert created.json()["data"]["createCustomer"]["__typename"] == "Customer"
+        # Development means local receivers: dev turns METERFLOW_ALLOW_PRIVATE_WEBHOOK_TARGETS on.
+        local_hook = httpx.post(
+            f"{base}/graphql",
+            headers={"X-API-Key": key.group(1)},
+            json={
+                "query": """mutation { createAlertRule(input: {name: "local", subject: COST,
+                condition: GREATER_THAN, threshold: "1", range: DAY,
+                channels: [{type: WEBHOOK, target: "http://127.0.0.1:9/hook"}]}) {
+                __typename ... on Error { message } } }"""
+            },
+        )
+        assert local_hook.json()["data"]["createAlertRule"]["__typename"] == "AlertRule", (
+            local_hook.text
+        )
         assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
         # Demo traffic flows through ingestion and the in-process worker's rollups into usage.
         today = time.strftime("%Y-%m-%dT00:00:00+00:00", time.gmtime())

@@ -88,6 +88,7 @@ async def post(
     *,
     allow_private: bool,
     resolve: netguard.Resolver = netguard.system_resolver,
+    verify: ssl.SSLContext | bool = True,
 ) -> int:
     """POST to a webhook or Slack target under netguard's rule, checked again now (the name may
     resolve elsewhere than when the rule was made), connecting only to the addresses checked,
@@ -101,8 +102,9 @@ async def post(
         raise DeliveryFailure(
             exc.error_class, permanent=exc.error_class == "invalid_target"
         ) from None
+    # trust_env=False: a proxy from the environment would connect by name, unchecked.
     async with httpx.AsyncClient(
-        timeout=TIMEOUT_SECONDS, follow_redirects=False, trust_env=False
+        timeout=TIMEOUT_SECONDS, follow_redirects=False, trust_env=False, verify=verify
     ) as client:
         for i, address in enumerate(addresses):
             pinned_url, host, extensions = target.pinned(address)
