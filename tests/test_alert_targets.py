@@ -236,6 +236,7 @@ REFUSED_WITHOUT_SWITCH = [
     ("gopher://127.0.0.1:6379/_INFO", "must be https"),
     ("https://user:pass@93.184.216.34/", "must not carry a user name or password"),
     ("https:///nohost", "has no host"),
+    ("https://a..b/hook", "not a valid name"),
     ("https://93.184.216.34:99999/", "port"),
     ("https://93.184.216.34/a b", "control characters or spaces"),
     ("https://93.184.216.34/" + "a" * 2100, "longer than"),

@@ -148,6 +148,9 @@ async def test_a_public_literal_needs_no_network() -> None:
         (" https://93.184.216.34/", "control characters or spaces"),
         ("https://93.184.216.34/" + "x" * 2000, "longer than 2000"),
         ("https://[::1/", "not a valid URL"),
+        ("https://a..b/", "not a valid name"),
+        ("https://.../", "not a valid name"),
+        ("https://" + "a" * 64 + ".example.com/", "not a valid name"),
     ],
 )
 def test_url_forms_that_are_refused(url: str, error: str) -> None:

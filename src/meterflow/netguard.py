@@ -154,7 +154,8 @@ def parse_target(raw: str, *, allow_http: bool) -> Target:
         raise TargetRefused("target has no host", "invalid_target")
     try:
         host = url.raw_host.decode("ascii")
-    except UnicodeDecodeError as exc:
+        host.encode("idna")  # what the resolver will do: empty or over-long labels fail
+    except UnicodeError as exc:
         raise TargetRefused("target host is not a valid name", "invalid_target") from exc
     port = url.port if url.port is not None else (443 if url.scheme == "https" else 80)
     if not 0 < port < 65536:
@@ -178,7 +179,7 @@ async def resolve_public(
     connection would use is not ours to choose."""
     try:
         addresses = await resolve(target.host, target.port)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, UnicodeError) as exc:
         raise TargetRefused(f"cannot resolve host {target.host}", "dns_error") from exc
     if not addresses:
         raise TargetRefused(f"cannot resolve host {target.host}", "dns_error")

@@ -27,6 +27,7 @@ from meterflow.models.base import utcnow
 
 log = logging.getLogger("meterflow.workers.alerts")
 TIMEOUT_SECONDS = 5.0
+MAX_ADDRESSES_TRIED = 3
 
 
 def envelope(event: AlertEvent, rule: AlertRule) -> dict[str, Any]:
@@ -106,7 +107,9 @@ async def post(
     async with httpx.AsyncClient(
         timeout=TIMEOUT_SECONDS, follow_redirects=False, trust_env=False, verify=verify
     ) as client:
-        for i, address in enumerate(addresses):
+        # Each try may take the whole connect timeout: a few addresses, not every one.
+        tried = addresses[:MAX_ADDRESSES_TRIED]
+        for i, address in enumerate(tried):
             pinned_url, host, extensions = target.pinned(address)
             request = client.build_request(
                 "POST", pinned_url, content=body, headers={**headers, **host}, extensions=extensions
@@ -114,7 +117,7 @@ async def post(
             try:
                 response = await client.send(request, stream=True)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                if i + 1 < len(addresses):
+                if i + 1 < len(tried):
                     continue  # the next checked address of the same host
                 raise DeliveryFailure(_network_error_class(exc)) from None
             except httpx.HTTPError as exc:
