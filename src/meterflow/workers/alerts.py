@@ -171,7 +171,10 @@ async def _send(
         if secret:
             headers["Meterflow-Signature"] = signature(secret, int(time.time()), body)
     return await post(
-        delivery.target, body, headers, allow_private=ctx["allow_private_webhook_targets"]
+        delivery.target,
+        body,
+        headers,
+        allow_private=ctx.get("allow_private_webhook_targets", False),
     )
 
 
