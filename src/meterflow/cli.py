@@ -21,7 +21,8 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlmodel import col
 
-from meterflow.config import Settings
+from meterflow import redaction
+from meterflow.config import SecretKeyError, Settings
 from meterflow.db import create_engine, create_session_factory, unit_of_work
 from meterflow.models import ApiKeyScope
 
@@ -34,6 +35,7 @@ def _configure_logging(level: str) -> None:
     )
     # The embedded servers narrate every start-up step at INFO.
     logging.getLogger("pgserver").setLevel(logging.WARNING)
+    redaction.install()
 
 
 # ---------------------------------------------------------------- migrate, account
@@ -76,6 +78,7 @@ def cmd_account_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    settings.required_secret_keys()  # before anything else: SecretKeyError says how to set one
     from meterflow.app import create_app
 
     uvicorn.run(
@@ -90,6 +93,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    settings.required_secret_keys()  # before anything else: SecretKeyError says how to set one
     from meterflow.workers.settings import build_worker
 
     worker = build_worker(settings, burst=args.burst)
@@ -115,6 +119,7 @@ def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
 def _private_file(path: Path, make: str | None = None) -> str | None:
     """Read a secret kept in the data dir; create it (mode 0600) when `make` is given."""
     if path.exists():
+        path.chmod(0o600)  # a copy made with looser permissions is tightened
         return path.read_text().strip()
     if make is None:
         return None
@@ -316,7 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings()
     _configure_logging(settings.log_level)
-    return int(args.handler(args, settings))
+    try:
+        return int(args.handler(args, settings))
+    except SecretKeyError as exc:
+        print(f"meterflow {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

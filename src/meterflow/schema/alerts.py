@@ -9,6 +9,8 @@ import strawberry
 
 from meterflow import models
 from meterflow.schema.errors import NotFoundProblem, ValidationProblem
+from meterflow.secretbox import SecretBox
+from meterflow.services.alerts import shown_target
 from meterflow.services.timebuckets import Grouping
 
 
@@ -74,7 +76,7 @@ class AlertRule:
     created_at: datetime
 
     @classmethod
-    def from_model(cls, row: models.AlertRule) -> AlertRule:
+    def from_model(cls, row: models.AlertRule, box: SecretBox) -> AlertRule:
         return cls(
             id=strawberry.ID(str(row.id)),
             name=row.name,
@@ -83,7 +85,10 @@ class AlertRule:
             threshold=Decimal(row.threshold),
             range=row.range,
             customer_id=row.customer_id,
-            channels=[AlertChannel(type=c["type"], target=c["target"]) for c in row.channels],
+            channels=[
+                AlertChannel(type=c["type"], target=shown_target(box, c["target"]))
+                for c in row.channels
+            ],
             enabled=row.enabled,
             created_at=row.created_at,
         )
@@ -115,7 +120,11 @@ class AlertEvent:
 
     @classmethod
     def from_model(
-        cls, row: models.AlertEvent, deliveries: list[models.AlertDelivery], rule_name: str
+        cls,
+        row: models.AlertEvent,
+        deliveries: list[models.AlertDelivery],
+        rule_name: str,
+        box: SecretBox,
     ) -> AlertEvent:
         return cls(
             id=strawberry.ID(str(row.id)),
@@ -130,7 +139,7 @@ class AlertEvent:
             deliveries=[
                 AlertDelivery(
                     channel=d.channel,
-                    target=d.target,
+                    target=shown_target(box, d.target),
                     status=d.status,
                     attempts=d.attempts,
                     last_status_code=d.last_status_code,

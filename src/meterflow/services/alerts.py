@@ -24,6 +24,7 @@ from meterflow.models import (
     InvoiceStatus,
     Meter,
 )
+from meterflow.secretbox import SecretBox, UnreadableSecretError
 from meterflow.services import meters, usage, validation, wallets
 from meterflow.services.timebuckets import Grouping, floor, following
 
@@ -31,6 +32,44 @@ SUBJECTS = ("USAGE", "COST", "BALANCE")
 CONDITIONS = ("GREATER_THAN", "LESS_THAN", "PERCENT_CHANGE")
 CHANNELS = ("WEBHOOK", "SLACK", "EMAIL")
 HUNDRED = Decimal(100)
+# Channels whose URL is a credential (a Slack incoming webhook URL is its own secret; webhook
+# URLs often carry tokens): stored sealed, like every webhook signing secret.
+SEALED_CHANNELS = ("WEBHOOK", "SLACK")
+UNREADABLE = "(unreadable: sealed with a secret key that is no longer configured)"
+
+
+def _reseal(box: SecretBox, value: str) -> str:
+    try:
+        return box.rotate(value)
+    except UnreadableSecretError:
+        return value  # left for an operator who still has its key
+
+
+def seal_channel(box: SecretBox, channel: dict[str, Any]) -> dict[str, Any]:
+    """A channel as stored. Sealed values are re-sealed under the current key and clear ones
+    (rows from before encryption) get sealed, so every write also rotates."""
+    stored = dict(channel)
+    if stored["type"] in SEALED_CHANNELS:
+        stored["target"] = _reseal(box, stored["target"])
+    if stored.get("secret"):
+        stored["secret"] = _reseal(box, stored["secret"])
+    return stored
+
+
+def open_channel(box: SecretBox, channel: dict[str, Any]) -> dict[str, Any]:
+    """A stored channel in clear, for the one place that needs it: the delivery."""
+    opened = {**channel, "target": box.open(channel["target"])}
+    if channel.get("secret"):
+        opened["secret"] = box.open(channel["secret"])
+    return opened
+
+
+def shown_target(box: SecretBox, target: str) -> str:
+    """A stored target as the admin API shows it (never the secret)."""
+    try:
+        return box.open(target)
+    except UnreadableSecretError:
+        return UNREADABLE
 
 
 @dataclass(frozen=True)
@@ -45,7 +84,9 @@ class RuleSpec:
     channels: tuple[dict[str, Any], ...] = ()
 
 
-async def create_rule(session: AsyncSession, *, account_id: uuid.UUID, spec: RuleSpec) -> AlertRule:
+async def create_rule(
+    session: AsyncSession, *, account_id: uuid.UUID, spec: RuleSpec, box: SecretBox
+) -> AlertRule:
     name = validation.required_text(spec.name, field="name", max_length=200)
     if spec.subject not in SUBJECTS:
         raise ValidationError(f"subject must be one of {SUBJECTS}", field="subject")
@@ -76,7 +117,9 @@ async def create_rule(session: AsyncSession, *, account_id: uuid.UUID, spec: Rul
             )
         if kind == "EMAIL":
             validation.email(target, field=f"channels[{i}].target")
-        channels.append({"type": kind, "target": target, "secret": channel.get("secret")})
+        channels.append(
+            seal_channel(box, {"type": kind, "target": target, "secret": channel.get("secret")})
+        )
     rule = AlertRule(
         account_id=account_id,
         name=name,
@@ -104,7 +147,7 @@ async def list_rules(session: AsyncSession, *, account_id: uuid.UUID) -> list[Al
 
 
 async def delete_rule(
-    session: AsyncSession, *, account_id: uuid.UUID, rule_id: uuid.UUID
+    session: AsyncSession, *, account_id: uuid.UUID, rule_id: uuid.UUID, box: SecretBox
 ) -> AlertRule:
     rule = await session.scalar(
         select(AlertRule).where(
@@ -114,6 +157,7 @@ async def delete_rule(
     if rule is None:
         raise NotFoundError(f"no alert rule {rule_id}")
     rule.enabled = False
+    rule.channels = [seal_channel(box, c) for c in rule.channels]
     await session.flush()
     return rule
 

@@ -11,6 +11,7 @@ from arq.worker import Worker, func
 from meterflow.config import Settings
 from meterflow.db import create_engine, create_session_factory
 from meterflow.jobs import DELIVER_JOB, RERATE_JOB, ROLLUP_JOB, JobQueue, redis_settings
+from meterflow.secretbox import SecretBox
 from meterflow.workers.alerts import deliver_alert
 from meterflow.workers.heartbeat import beat_forever, heartbeat
 from meterflow.workers.rollup import (
@@ -60,6 +61,8 @@ CRON_JOBS = [
 
 
 def build_worker(settings: Settings, *, handle_signals: bool = True, burst: bool = False) -> Worker:
+    # Deliveries open webhook secrets and URLs sealed with a key derived from the secret key.
+    secret_box = SecretBox.from_keys(settings.required_secret_keys())
     engine = create_engine(settings.database_url, pool_size=5)
     jobs = JobQueue(settings.redis_url)
 
@@ -71,6 +74,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True, burst: bool
         ctx["alert_max_attempts"] = settings.alert_max_attempts
         ctx["smtp_host"], ctx["smtp_port"] = settings.smtp_host, settings.smtp_port
         ctx["smtp_from"] = settings.smtp_from
+        ctx["secret_box"] = secret_box
         ctx["heartbeat"] = asyncio.create_task(beat_forever(ctx), name="heartbeat")
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
