@@ -3,12 +3,20 @@ to set one; commands that need no secret run without it."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
+from sqlalchemy import text
 
-from tests.conftest import ROOT
+from meterflow.db import SessionFactory
+from meterflow.secretbox import SecretBox, UnreadableSecretError
+from tests.client import GraphQLClient
+from tests.conftest import ROOT, TEST_SECRET_KEY
+from tests.helpers import create_meter
+
+NEW_KEY = "the-next-secret-key-0123456789abcdefghij"
 
 
 def run(*args: str, env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -61,3 +69,64 @@ def test_migrate_account_and_schema_need_no_secret_key(server_env: dict[str, str
     assert run("schema", env=env).returncode == 0
     created = run("account", "create", "No secret needed", "--json", env=env)
     assert created.returncode == 0, created.stderr
+
+
+async def test_rotate_secrets_moves_stored_credentials_to_the_new_key(
+    gql: GraphQLClient, session_factory: SessionFactory, server_env: dict[str, str]
+) -> None:
+    """New key current, old one previous: `rotate-secrets` re-encrypts, after which the old
+    key is no longer needed to read them. Rotated back at the end (the database is shared)."""
+    await create_meter(gql, "rotated")
+    created = await gql(
+        """mutation($input: CreateAlertRuleInput!) { createAlertRule(input: $input) {
+        ... on AlertRule { id } } }""",
+        {
+            "input": {
+                "name": "rotated",
+                "subject": "USAGE",
+                "meterApiName": "rotated",
+                "condition": "GREATER_THAN",
+                "threshold": "1",
+                "range": "DAY",
+                "channels": [
+                    {"type": "WEBHOOK", "target": "https://x.example/h", "secret": "whsec_r"}
+                ],
+            }
+        },
+    )
+    rule_id = created["createAlertRule"]["id"]
+
+    async def stored() -> dict[str, str]:
+        async with session_factory() as session:
+            channels = await session.scalar(
+                text("SELECT channels FROM alert_rules WHERE id = :id"), {"id": rule_id}
+            )
+        assert channels is not None
+        return channels[0]  # type: ignore[no-any-return]
+
+    def rotate(current: str, previous: str) -> None:
+        env = {**server_env, "METERFLOW_SECRET_KEY": current}
+        env["METERFLOW_PREVIOUS_SECRET_KEYS"] = json.dumps([previous])
+        result = run("rotate-secrets", env=env)
+        assert result.returncode == 0, result.stderr
+        assert "re-encrypted" in result.stdout
+
+    before = await stored()
+    assert SecretBox(TEST_SECRET_KEY).open(before["secret"]) == "whsec_r"
+    rotate(NEW_KEY, TEST_SECRET_KEY)
+    try:
+        after = await stored()
+        assert after["secret"] != before["secret"]
+        assert SecretBox(NEW_KEY).open(after["secret"]) == "whsec_r"
+        assert SecretBox(NEW_KEY).open(after["target"]) == "https://x.example/h"
+        with pytest.raises(UnreadableSecretError):
+            SecretBox(TEST_SECRET_KEY).open(after["secret"])
+    finally:
+        rotate(TEST_SECRET_KEY, NEW_KEY)
+    assert SecretBox(TEST_SECRET_KEY).open((await stored())["secret"]) == "whsec_r"
+
+
+def test_rotate_secrets_needs_the_secret_key(server_env: dict[str, str]) -> None:
+    result = run("rotate-secrets", env=without_key(server_env))
+    assert result.returncode == 2
+    assert "METERFLOW_SECRET_KEY is not set" in result.stderr

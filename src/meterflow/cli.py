@@ -74,6 +74,29 @@ def cmd_account_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _reseal(settings: Settings, secret_keys: tuple[str, ...]) -> int:
+    from meterflow.secretbox import SecretBox
+    from meterflow.services import alerts
+
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        async with unit_of_work(create_session_factory(engine)) as session:
+            return await alerts.reseal_all(session, box=SecretBox.from_keys(secret_keys))
+    finally:
+        await engine.dispose()
+
+
+def cmd_rotate_secrets(args: argparse.Namespace, settings: Settings) -> int:
+    secret_keys = settings.required_secret_keys()
+    rewritten = asyncio.run(_reseal(settings, secret_keys))
+    print(
+        f"re-encrypted the credentials of {rewritten} alert rules and deliveries under the "
+        "current METERFLOW_SECRET_KEY; keep the previous keys listed until the session tokens "
+        "they signed have expired (30 days at most)"
+    )
+    return 0
+
+
 # ---------------------------------------------------------------- serve, worker
 
 
@@ -310,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--json", action="store_true", help="print {accountId, apiKey}")
     create.add_argument("--scope", choices=[s.value for s in ApiKeyScope], default="admin")
     create.set_defaults(handler=cmd_account_create)
+
+    rotate = sub.add_parser(
+        "rotate-secrets",
+        help="re-encrypt stored credentials under METERFLOW_SECRET_KEY after a key rotation",
+    )
+    rotate.set_defaults(handler=cmd_rotate_secrets)
 
     schema = sub.add_parser("schema", help="print or write the GraphQL SDL")
     schema.add_argument("output", nargs="?", default="-")

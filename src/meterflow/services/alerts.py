@@ -369,3 +369,20 @@ async def deliveries_of(
             .order_by(col(AlertDelivery.created_at))
         )
     )
+
+
+async def reseal_all(session: AsyncSession, *, box: SecretBox) -> int:
+    """After a secret key rotation, across accounts: every stored channel secret and target
+    re-encrypted under the current key (clear ones from before encryption sealed), so the old
+    key can go. Returns the rows rewritten."""
+    rewritten = 0
+    for rule in await session.scalars(select(AlertRule)):
+        rule.channels = [seal_channel(box, c) for c in rule.channels]
+        rewritten += 1
+    for delivery in await session.scalars(
+        select(AlertDelivery).where(col(AlertDelivery.channel).in_(SEALED_CHANNELS))
+    ):
+        delivery.target = _reseal(box, delivery.target)
+        rewritten += 1
+    await session.flush()
+    return rewritten
