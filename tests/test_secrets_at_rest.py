@@ -132,8 +132,11 @@ async def test_webhook_secrets_and_urls_are_encrypted_and_deliveries_still_signe
         assert verify(webhook.requests[0][1], webhook.requests[0][2])["data"]["value"] == "11"
         assert "big" in json.loads(slack.requests[0][2])["text"]
 
-        deliveries = await rows_as_text(session_factory, "alert_deliveries", account)
-        assert deliveries.count("DELIVERED") >= 2
+        async def settled() -> str | None:
+            rows = await rows_as_text(session_factory, "alert_deliveries", account)
+            return rows if rows.count('"status":"DELIVERED"') == 3 else None
+
+        deliveries = await until(settled)
         for clear in (webhook.url, "slack-credential-in-the-path", "127.0.0.1"):
             assert clear not in deliveries
         events = (await gql("{ alertEvents { deliveries { channel target status } } }"))[
