@@ -7,13 +7,14 @@ import json
 import subprocess
 import sys
 
+import httpx
 import pytest
 from sqlalchemy import text
 
 from meterflow.db import SessionFactory
 from meterflow.secretbox import SecretBox, UnreadableSecretError
-from tests.client import GraphQLClient
-from tests.conftest import ROOT, TEST_SECRET_KEY
+from tests.client import GraphQLClient, TestAccount
+from tests.conftest import ROOT, TEST_SECRET_KEY, running_server
 from tests.helpers import create_meter
 
 NEW_KEY = "the-next-secret-key-0123456789abcdefghij"
@@ -130,3 +131,41 @@ def test_rotate_secrets_needs_the_secret_key(server_env: dict[str, str]) -> None
     result = run("rotate-secrets", env=without_key(server_env))
     assert result.returncode == 2
     assert "METERFLOW_SECRET_KEY is not set" in result.stderr
+
+
+async def test_tokens_signed_with_a_previous_key_verify_until_it_is_dropped(
+    gql: GraphQLClient, account: TestAccount, server_env: dict[str, str]
+) -> None:
+    await gql('mutation { createCustomer(input: {customerId: "rot"}) { __typename } }')
+    mint = (
+        'mutation { createCustomerSession(customerId: "rot") { ... on CustomerSession { token } } }'
+    )
+    me = {"query": '{ customer(customerId: "rot") { customerId } }'}
+    old_token = (await gql(mint))["createCustomerSession"]["token"]
+
+    rotated = {
+        **server_env,
+        "METERFLOW_SECRET_KEY": NEW_KEY,
+        "METERFLOW_PREVIOUS_SECRET_KEYS": json.dumps([TEST_SECRET_KEY]),
+    }
+    with running_server(rotated) as base:
+        async with httpx.AsyncClient(base_url=base) as client:
+            answer = await client.post("/graphql", json=me, headers=bearer(old_token))
+            assert answer.json() == {"data": {"customer": {"customerId": "rot"}}}
+            minted = await client.post(
+                "/graphql", json={"query": mint}, headers={"X-API-Key": account.admin_key}
+            )
+            new_token = minted.json()["data"]["createCustomerSession"]["token"]
+
+    # The old key dropped: its tokens stop verifying, the new key's keep working.
+    with running_server({**server_env, "METERFLOW_SECRET_KEY": NEW_KEY}) as base:
+        async with httpx.AsyncClient(base_url=base) as client:
+            refused = await client.post("/graphql", json=me, headers=bearer(old_token))
+            assert refused.status_code == 401
+            assert refused.json()["errors"][0]["message"] == "invalid session token"
+            answer = await client.post("/graphql", json=me, headers=bearer(new_token))
+            assert answer.json() == {"data": {"customer": {"customerId": "rot"}}}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
