@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.client import GraphQLClient
+from tests.client import GraphQLClient, TestAccount
+from tests.ws import connect
 
 SCHEMA = "{ __schema { queryType { name } } }"
 TYPE = '{ __type(name: "Meter") { name fields { name } } }'
@@ -68,3 +69,15 @@ async def test_customer_tokens_and_ingest_keys_get_neither(gql: GraphQLClient, w
         assert "DAY'" not in text and "'wallet'" not in text
     # __typename is no introspection: widgets and typed unions rely on it.
     assert (await gql("{ __typename }", key=key)) == {"__typename": "Query"}
+
+
+async def test_over_websocket_too(server: str, gql: GraphQLClient, account: TestAccount) -> None:
+    token = await customer_token(gql)
+    async with connect(server, {"token": token}) as ws:
+        await ws.start(SCHEMA)
+        refused = await ws.message()
+        assert refused["type"] == "error", refused
+        assert refused["payload"][0]["extensions"]["code"] == "FORBIDDEN"
+    async with connect(server, {"apiKey": account.admin_key}) as ws:
+        await ws.start(SCHEMA)
+        assert (await ws.data())["__schema"]["queryType"]["name"] == "Query"
