@@ -69,6 +69,9 @@ async def test_customer_tokens_and_ingest_keys_get_neither(gql: GraphQLClient, w
         assert "DAY'" not in text and "'wallet'" not in text
     # __typename is no introspection: widgets and typed unions rely on it.
     assert (await gql("{ __typename }", key=key)) == {"__typename": "Query"}
+    # Validated here with the limiters' rules too.
+    many_aliases = "{ " + " ".join(f"a{i}: __typename" for i in range(40)) + " }"
+    assert "aliases" in messages(await gql.errors(many_aliases, key=key))
 
 
 async def test_over_websocket_too(server: str, gql: GraphQLClient, account: TestAccount) -> None:

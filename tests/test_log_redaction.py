@@ -143,3 +143,21 @@ def test_redact(given: str, expected: str) -> None:
 def test_redact_url_decodes_first() -> None:
     cleaned = redact_url("/graphql?query=mutation%7Bx(secret%3A%22whsec_enc%22)%7D")
     assert "whsec_enc" not in cleaned and REDACTED in cleaned
+
+
+def test_exception_text_is_redacted_too() -> None:
+    import logging
+    import sys
+
+    from meterflow.redaction import RedactSecrets
+
+    try:
+        raise ValueError('bad input {token: "mfs_leakyleaky.sig", secret: "whsec_in_trace"}')
+    except ValueError:
+        record = logging.LogRecord(
+            "meterflow.graphql", logging.ERROR, __file__, 1, "failed: %s", ("x",), sys.exc_info()
+        )
+    assert RedactSecrets().filter(record)
+    text = logging.Formatter().format(record)
+    assert "ValueError" in text and REDACTED in text
+    assert "mfs_leakyleaky" not in text and "whsec_in_trace" not in text
