@@ -23,6 +23,7 @@ import httpx
 from common import (
     REDIS_URL,
     ROOT,
+    SECRET_KEY,
     InFlight,
     fresh_database,
     graphql,
@@ -66,6 +67,7 @@ async def main() -> None:
         **os.environ,
         "METERFLOW_DATABASE_URL": url,
         "METERFLOW_REDIS_URL": REDIS_URL,
+        "METERFLOW_SECRET_KEY": SECRET_KEY,
         "METERFLOW_LOG_LEVEL": "warning",
         # The bench's webhook receiver listens on 127.0.0.1.
         "METERFLOW_ALLOW_PRIVATE_WEBHOOK_TARGETS": "true",

@@ -31,6 +31,8 @@ ADMIN_URL = os.environ.get(
     "METERFLOW_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("METERFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/8")
+# `serve` and `worker` refuse to start without a secret key of 32+ characters.
+SECRET_KEY = "meterflow-bench-secret-key-0123456789abcdef"  # noqa: S105  (a bench value)
 
 
 def database_url(name: str) -> str:
@@ -73,6 +75,7 @@ def server(url: str, *, extra_env: dict[str, str] | None = None) -> Iterator[str
         **os.environ,
         "METERFLOW_DATABASE_URL": url,
         "METERFLOW_REDIS_URL": REDIS_URL,
+        "METERFLOW_SECRET_KEY": SECRET_KEY,
         "METERFLOW_LOG_LEVEL": "warning",
         # The bench's webhook receiver listens on 127.0.0.1.
         "METERFLOW_ALLOW_PRIVATE_WEBHOOK_TARGETS": "true",

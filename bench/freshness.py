@@ -22,6 +22,7 @@ import httpx
 from common import (
     REDIS_URL,
     ROOT,
+    SECRET_KEY,
     InFlight,
     fresh_database,
     graphql,
@@ -49,6 +50,7 @@ async def main() -> None:
         **os.environ,
         "METERFLOW_DATABASE_URL": url,
         "METERFLOW_REDIS_URL": REDIS_URL,
+        "METERFLOW_SECRET_KEY": SECRET_KEY,
         "METERFLOW_LOG_LEVEL": "warning",
     }
     # Popen returns at once: the worker runs beside the load until the end.

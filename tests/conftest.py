@@ -24,6 +24,8 @@ from tests.services import TestServices
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATABASE = f"meterflow_test_{os.getpid()}"
+# `serve` and `worker` refuse to start without a secret key of 32+ characters.
+TEST_SECRET_KEY = "meterflow-tests-secret-key-0123456789abcdef"
 
 
 def free_port() -> int:
@@ -83,6 +85,7 @@ def server_env(database_url: str, redis_url: str) -> dict[str, str]:
         **os.environ,
         "METERFLOW_DATABASE_URL": database_url,
         "METERFLOW_REDIS_URL": redis_url,
+        "METERFLOW_SECRET_KEY": TEST_SECRET_KEY,
         "METERFLOW_LOG_LEVEL": "warning",
         # The tests' webhook receivers listen on 127.0.0.1.
         "METERFLOW_ALLOW_PRIVATE_WEBHOOK_TARGETS": "true",

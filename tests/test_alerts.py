@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from meterflow.jobs import JobQueue
 from meterflow.workers import rollup
 from tests.client import GraphQLClient, TestAccount
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, TEST_SECRET_KEY, free_port
 from tests.helpers import create_meter, ingest
 from tests.ws import connect
 
@@ -337,6 +337,7 @@ async def test_cost_and_balance_rules(session_factory: Any) -> None:
 
     from meterflow.db import unit_of_work
     from meterflow.models import MeterType, PeriodInterval
+    from meterflow.secretbox import SecretBox
     from meterflow.services import (
         accounts,
         alerts,
@@ -406,6 +407,7 @@ async def test_cost_and_balance_rules(session_factory: Any) -> None:
                     range="MONTH",
                     customer_id="spender",
                 ),
+                box=SecretBox(TEST_SECRET_KEY),
             )
     records = [
         ingestion.RawRecord(d, json.dumps(d))

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from meterflow.config import Settings
+from meterflow.config import SecretKeyError, Settings
+from tests.conftest import TEST_SECRET_KEY
 
 
 @pytest.mark.parametrize(
@@ -37,3 +38,22 @@ def test_secret_key_is_never_printed() -> None:
     settings = Settings(secret_key="s3cr3t-value")
     assert "s3cr3t-value" not in repr(settings)
     assert "s3cr3t-value" not in str(settings.model_dump())
+
+
+def test_previous_keys_follow_the_current_one() -> None:
+    settings = Settings(
+        secret_key=TEST_SECRET_KEY, previous_secret_keys=["old-key", TEST_SECRET_KEY, ""]
+    )
+    assert settings.required_secret_keys() == (TEST_SECRET_KEY, "old-key")
+    with pytest.raises(SecretKeyError, match="not set"):
+        Settings(previous_secret_keys=["old-key"]).required_secret_keys()
+
+
+def test_previous_keys_come_from_the_environment_as_a_json_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("METERFLOW_SECRET_KEY", TEST_SECRET_KEY)
+    monkeypatch.setenv("METERFLOW_PREVIOUS_SECRET_KEYS", '["a-retired-key", "an-older-one"]')
+    keys = Settings().required_secret_keys()
+    assert keys == (TEST_SECRET_KEY, "a-retired-key", "an-older-one")
+    assert "a-retired-key" not in repr(Settings())

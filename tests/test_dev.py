@@ -122,6 +122,16 @@ def test_dev_runs_on_embedded_services_and_keeps_its_data(tmp_path: Path) -> Non
         assert local_hook.json()["data"]["createAlertRule"]["__typename"] == "AlertRule", (
             local_hook.text
         )
+        # A session token signed with this run's secret key, to try in the next run.
+        minted = httpx.post(
+            f"{base}/graphql",
+            headers={"X-API-Key": key.group(1)},
+            json={
+                "query": 'mutation { createCustomerSession(customerId: "acme") '
+                "{ ... on CustomerSession { token } } }"
+            },
+        )
+        token = minted.json()["data"]["createCustomerSession"]["token"]
         assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
         # Demo traffic flows through ingestion and the in-process worker's rollups into usage.
         today = time.strftime("%Y-%m-%dT00:00:00+00:00", time.gmtime())
@@ -159,6 +169,11 @@ def test_dev_runs_on_embedded_services_and_keeps_its_data(tmp_path: Path) -> Non
     assert process.returncode == 0, out
     assert "stopping embedded PostgreSQL and Redis" in out
     assert embedded_processes(data_dir) == [], "embedded servers outlived meterflow dev"
+    # `dev` generated its secret key (no METERFLOW_SECRET_KEY in its environment), privately.
+    secret_file = data_dir / "secret-key"
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    secret = secret_file.read_text().strip()
+    assert len(secret) >= 32
 
     # A second run reuses the data: same key, the customer created above, no second demo.
     process = start_dev(data_dir, port)
@@ -176,6 +191,14 @@ def test_dev_runs_on_embedded_services_and_keeps_its_data(tmp_path: Path) -> Non
         body = again.json()["data"]
         assert body["customer"] == {"customerId": "kept"}
         assert len(body["customers"]["edges"]) == 4
+        # Same secret key: the token from the first run still verifies.
+        assert secret_file.read_text().strip() == secret
+        as_customer = httpx.post(
+            f"http://127.0.0.1:{port}/graphql",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"query": '{ customer(customerId: "acme") { customerId } }'},
+        )
+        assert as_customer.json() == {"data": {"customer": {"customerId": "acme"}}}
     finally:
         process.send_signal(signal.SIGTERM)
         out, _ = process.communicate(timeout=60)

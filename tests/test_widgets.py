@@ -27,7 +27,7 @@ from meterflow.http.embed import STATIC
 from meterflow.models import ApiKeyScope
 from meterflow.services import accounts, customers
 from tests.client import GraphQLClient, TestAccount
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, TEST_SECRET_KEY, free_port
 from tests.helpers import create_meter, ingest
 
 CHROMIUM = os.environ.get("METERFLOW_CHROMIUM", "/usr/bin/chromium")
@@ -458,7 +458,12 @@ async def test_demo_page_mints_a_token_only_under_dev(
             session, account_id=demo.id, name="k", scope=ApiKeyScope.ADMIN
         )
         await customers.create_customer(session, account_id=demo.id, customer_id="acme")
-    settings = Settings(database_url=database_url, redis_url=redis_url, demo_embed=True)
+    settings = Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        secret_key=TEST_SECRET_KEY,
+        demo_embed=True,
+    )
     app = create_app(settings)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://dev.test"
@@ -469,7 +474,7 @@ async def test_demo_page_mints_a_token_only_under_dev(
     assert key.secret not in response.text
     token = response.text.split('token="', 1)[1].split('"', 1)[0]
     assert token.startswith("mfs_")
-    # The minted token is acme's, and only acme's (the server shares the default secret).
+    # The minted token is acme's, and only acme's (the server shares the test secret).
     allowed = await http.post(
         "/graphql",
         json={"query": '{ customer(customerId: "acme") { customerId } }'},
@@ -500,7 +505,9 @@ async def test_an_unbuilt_bundle_answers_503_with_what_to_do(
     from meterflow.http import embed
 
     monkeypatch.setattr(embed, "STATIC", tmp_path)
-    app = create_app(Settings(database_url=database_url, redis_url=redis_url))
+    app = create_app(
+        Settings(database_url=database_url, redis_url=redis_url, secret_key=TEST_SECRET_KEY)
+    )
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://x.test"
     ) as client:

@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route, WebSocketRoute
 
-from meterflow.config import DEFAULT_SECRET_KEY, Settings
+from meterflow.config import Settings
 from meterflow.db import create_engine, create_session_factory
 from meterflow.http.auth import RequireApiKey
 from meterflow.http.embed import routes as embed_routes
@@ -26,6 +26,7 @@ from meterflow.http.usage import usage_endpoint
 from meterflow.jobs import JobQueue
 from meterflow.pubsub import Broker
 from meterflow.schema.root import build_schema
+from meterflow.secretbox import SecretBox
 
 log = logging.getLogger("meterflow.app")
 
@@ -33,6 +34,8 @@ INGEST_PATHS = ("/ingest", "/ingest/", "/")
 
 
 def create_app(settings: Settings) -> Starlette:
+    # First: without a usable secret key (SecretKeyError says how to set one) nothing starts.
+    secret_keys = settings.required_secret_keys()
     engine = create_engine(settings.database_url)
     session_factory = create_session_factory(engine)
     redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
@@ -45,14 +48,6 @@ def create_app(settings: Settings) -> Starlette:
         max_aliases=settings.max_aliases,
     )
     broker = Broker(settings.redis_url)
-    secret_key = settings.secret_key.get_secret_value()
-    if secret_key == DEFAULT_SECRET_KEY:
-        # Tokens also need an unguessable stored id, so this is not an open door; but the
-        # signature only adds protection when the key is secret.
-        log.warning(
-            "METERFLOW_SECRET_KEY is not set: customer session tokens are signed with a public "
-            "default key; set a long random secret in production"
-        )
     graphql = GraphQLView(
         schema,
         session_factory=session_factory,
@@ -60,7 +55,8 @@ def create_app(settings: Settings) -> Starlette:
         jobs=jobs,
         broker=broker,
         redis=redis,
-        secret_key=secret_key,
+        secret_keys=secret_keys,
+        secret_box=SecretBox.from_keys(secret_keys),
         allowed_origins=settings.cors_origins,
         allow_private_webhook_targets=settings.allow_private_webhook_targets,
     )
@@ -86,7 +82,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/usage/", usage_endpoint, methods=["POST"]),
             Route(
                 "/graphql",
-                RequireApiKey(graphql, session_factory=session_factory, secret_key=secret_key),
+                RequireApiKey(graphql, session_factory=session_factory, secret_keys=secret_keys),
             ),
             WebSocketRoute("/graphql", graphql),
             *embed_routes,
@@ -105,6 +101,7 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.secret_keys = secret_keys
     app.state.engine = engine
     app.state.session_factory = session_factory
     app.state.redis = redis

@@ -21,7 +21,8 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlmodel import col
 
-from meterflow.config import Settings
+from meterflow import redaction
+from meterflow.config import SecretKeyError, Settings
 from meterflow.db import create_engine, create_session_factory, unit_of_work
 from meterflow.models import ApiKeyScope
 
@@ -34,6 +35,7 @@ def _configure_logging(level: str) -> None:
     )
     # The embedded servers narrate every start-up step at INFO.
     logging.getLogger("pgserver").setLevel(logging.WARNING)
+    redaction.install()
 
 
 # ---------------------------------------------------------------- migrate, account
@@ -72,6 +74,29 @@ def cmd_account_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _reseal(settings: Settings, secret_keys: tuple[str, ...]) -> int:
+    from meterflow.secretbox import SecretBox
+    from meterflow.services import alerts
+
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        async with unit_of_work(create_session_factory(engine)) as session:
+            return await alerts.reseal_all(session, box=SecretBox.from_keys(secret_keys))
+    finally:
+        await engine.dispose()
+
+
+def cmd_rotate_secrets(args: argparse.Namespace, settings: Settings) -> int:
+    secret_keys = settings.required_secret_keys()
+    rewritten = asyncio.run(_reseal(settings, secret_keys))
+    print(
+        f"re-encrypted the credentials of {rewritten} alert rules and deliveries under the "
+        "current METERFLOW_SECRET_KEY; keep the previous keys listed until the session tokens "
+        "they signed have expired (30 days at most)"
+    )
+    return 0
+
+
 # ---------------------------------------------------------------- serve, worker
 
 
@@ -84,6 +109,7 @@ def _warn_if_private_targets(settings: Settings) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    settings.required_secret_keys()  # before anything else: SecretKeyError says how to set one
     from meterflow.app import create_app
 
     _warn_if_private_targets(settings)
@@ -99,6 +125,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    settings.required_secret_keys()  # before anything else: SecretKeyError says how to set one
     from meterflow.workers.settings import build_worker
 
     _warn_if_private_targets(settings)
@@ -125,6 +152,7 @@ def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
 def _private_file(path: Path, make: str | None = None) -> str | None:
     """Read a secret kept in the data dir; create it (mode 0600) when `make` is given."""
     if path.exists():
+        path.chmod(0o600)  # a copy made with looser permissions is tightened
         return path.read_text().strip()
     if make is None:
         return None
@@ -318,6 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--scope", choices=[s.value for s in ApiKeyScope], default="admin")
     create.set_defaults(handler=cmd_account_create)
 
+    rotate = sub.add_parser(
+        "rotate-secrets",
+        help="re-encrypt stored credentials under METERFLOW_SECRET_KEY after a key rotation",
+    )
+    rotate.set_defaults(handler=cmd_rotate_secrets)
+
     schema = sub.add_parser("schema", help="print or write the GraphQL SDL")
     schema.add_argument("output", nargs="?", default="-")
     schema.set_defaults(handler=cmd_schema)
@@ -328,7 +362,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings()
     _configure_logging(settings.log_level)
-    return int(args.handler(args, settings))
+    try:
+        return int(args.handler(args, settings))
+    except SecretKeyError as exc:
+        print(f"meterflow {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -16,7 +16,26 @@ def to_async_database_url(url: str) -> str:
     )
 
 
-DEFAULT_SECRET_KEY = "change-me-in-production"  # noqa: S105  (the placeholder we warn about)
+SECRET_KEY_MIN_LENGTH = 32
+HOW_TO_GENERATE = (
+    "export METERFLOW_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
+)
+
+
+class SecretKeyError(ValueError):
+    """`serve` and `worker` cannot run without a usable secret key; the message says how to
+    set one."""
+
+
+def _missing_or_short(value: str | None) -> str | None:
+    if not value:
+        return "METERFLOW_SECRET_KEY is not set"
+    if len(value) < SECRET_KEY_MIN_LENGTH:
+        return (
+            f"METERFLOW_SECRET_KEY is {len(value)} characters long; it must be at least "
+            f"{SECRET_KEY_MIN_LENGTH}"
+        )
+    return None
 
 
 class Settings(BaseSettings):
@@ -25,8 +44,13 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/meterflow"
     redis_url: str = "redis://127.0.0.1:6379/0"
 
-    # Used to sign customer session tokens; `meterflow dev` generates and keeps one per data dir.
-    secret_key: SecretStr = Field(default=SecretStr(DEFAULT_SECRET_KEY))
+    # Signs customer session tokens and derives the key that encrypts stored credentials.
+    # Required by `serve` and `worker` (no default: a public default signs nothing);
+    # `meterflow dev` generates one and keeps it in its data dir.
+    secret_key: SecretStr | None = None
+    # Keys the current one replaced (JSON list): they still verify tokens they signed and
+    # decrypt what they encrypted; everything new uses `secret_key`.
+    previous_secret_keys: list[SecretStr] = Field(default_factory=list)
 
     # Request limits. A GraphQL batch of 10,000 events is roughly 2 MB of JSON.
     max_request_bytes: int = 8 * 1024 * 1024
@@ -55,6 +79,20 @@ class Settings(BaseSettings):
 
     # /embed/demo without ?token= mints a 1-hour token for the demo customer (`meterflow dev` only).
     demo_embed: bool = False
+
+    def required_secret_keys(self) -> tuple[str, ...]:
+        """The current secret key, then the previous ones; SecretKeyError says what is wrong
+        and how to set one."""
+        current = self.secret_key.get_secret_value() if self.secret_key else None
+        if problem := _missing_or_short(current):
+            raise SecretKeyError(
+                f"{problem}. It signs customer session tokens and encrypts stored webhook "
+                f"secrets; generate one and keep it (every API process and worker needs the "
+                f"same one):\n  {HOW_TO_GENERATE}"
+            )
+        assert current is not None
+        previous = tuple(k.get_secret_value() for k in self.previous_secret_keys)
+        return (current, *(k for k in previous if k and k != current))
 
     @field_validator("database_url")
     @classmethod

@@ -30,13 +30,14 @@ Principal = accounts.AccountPrincipal | sessions.CustomerPrincipal
 
 
 async def resolve_principal(
-    session_factory: SessionFactory, secret: str, secret_key: str
+    session_factory: SessionFactory, secret: str, secret_keys: tuple[str, ...]
 ) -> Principal:
-    """An API key, or a customer session token (`mfs_...`). AuthenticationError says why not."""
+    """An API key, or a customer session token (`mfs_...`). AuthenticationError says why not.
+    `secret_keys`: the current secret key, then the ones it replaced."""
     async with session_factory() as session:
         if secret.startswith(sessions.TOKEN_PREFIX):
             return await sessions.authenticate(
-                session, token=secret, now=datetime.now(UTC), secret_key=secret_key
+                session, token=secret, now=datetime.now(UTC), secret_keys=secret_keys
             )
         return await accounts.authenticate(session, secret=secret)
 
@@ -44,10 +45,12 @@ async def resolve_principal(
 class RequireApiKey:
     """Lets GraphiQL's page (GET without a query) through; everything else needs a valid key."""
 
-    def __init__(self, app: ASGIApp, *, session_factory: SessionFactory, secret_key: str) -> None:
+    def __init__(
+        self, app: ASGIApp, *, session_factory: SessionFactory, secret_keys: tuple[str, ...]
+    ) -> None:
         self.app = app
         self.session_factory = session_factory
-        self.secret_key = secret_key
+        self.secret_keys = secret_keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._is_ide_page(scope):
@@ -61,7 +64,7 @@ class RequireApiKey:
             await response(scope, receive, send)
             return
         try:
-            principal = await resolve_principal(self.session_factory, secret, self.secret_key)
+            principal = await resolve_principal(self.session_factory, secret, self.secret_keys)
         except AuthenticationError as exc:
             message = (
                 exc.message

@@ -69,7 +69,7 @@ async def _demo_token(request: Request) -> str | None:
             customer_id=DEMO_CUSTOMER,
             expires_in_seconds=DEMO_TOKEN_SECONDS,
             now=datetime.now(UTC),
-            secret_key=state.settings.secret_key.get_secret_value(),
+            secret_key=state.secret_keys[0],
         )
     return issued.token
 

@@ -23,6 +23,7 @@ from meterflow.http.auth import presented_key, resolve_principal
 from meterflow.jobs import JobQueue
 from meterflow.pubsub import Broker
 from meterflow.schema.context import Context
+from meterflow.secretbox import SecretBox
 from meterflow.services import sessions
 
 
@@ -61,7 +62,8 @@ class GraphQLView(GraphQL[Context, None]):
         jobs: JobQueue | None = None,
         broker: Broker | None = None,
         redis: Redis | None = None,
-        secret_key: str = "",
+        secret_keys: tuple[str, ...],
+        secret_box: SecretBox,
         allowed_origins: Sequence[str] = ("*",),
         allow_private_webhook_targets: bool = False,
     ) -> None:
@@ -79,7 +81,8 @@ class GraphQLView(GraphQL[Context, None]):
         self.jobs = jobs
         self.broker = broker
         self.redis = redis
-        self.secret_key = secret_key
+        self.secret_keys = secret_keys
+        self.secret_box = secret_box
         self.allow_private_webhook_targets = allow_private_webhook_targets
 
     async def get_context(
@@ -96,7 +99,8 @@ class GraphQLView(GraphQL[Context, None]):
             principal=principal,
             broker=self.broker,
             redis=self.redis,
-            secret_key=self.secret_key,
+            secret_key=self.secret_keys[0],
+            secret_box=self.secret_box,
             allow_private_webhook_targets=self.allow_private_webhook_targets,
         )
 
@@ -111,7 +115,7 @@ class GraphQLView(GraphQL[Context, None]):
             context.rejection = "missing token or apiKey in the connection_init payload"
             raise ConnectionRejectionError()
         try:
-            principal = await resolve_principal(self.session_factory, secret, self.secret_key)
+            principal = await resolve_principal(self.session_factory, secret, self.secret_keys)
         except AuthenticationError as exc:
             context.rejection = (
                 exc.message

@@ -48,7 +48,7 @@ async def session_endpoint(request: Request) -> Response:
                 customer_id=customer_id,
                 expires_in_seconds=seconds,
                 now=now,
-                secret_key=state.settings.secret_key.get_secret_value(),
+                secret_key=state.secret_keys[0],
             )
     except AuthenticationError:
         return _error(401, "invalid or revoked API key")

@@ -23,7 +23,8 @@ class Account(SQLModel, table=True):
 
 
 class CustomerSession(SQLModel, table=True):
-    """A customer session token's record (the token itself is never stored)."""
+    """A customer session token's record: the token itself is never stored, only a SHA-256 of
+    its random id (looked up by that)."""
 
     __tablename__ = "customer_sessions"
 
@@ -36,7 +37,7 @@ class CustomerSession(SQLModel, table=True):
         )
     )
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    token_id: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    token_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     customer_id: str = Field(sa_column=Column(String(200), nullable=False))
     expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     revoked_at: datetime | None = Field(

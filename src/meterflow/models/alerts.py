@@ -93,7 +93,8 @@ class AlertDelivery(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     event_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
     channel: str = Field(sa_column=Column(String(10), nullable=False))  # WEBHOOK | SLACK | EMAIL
-    target: str = Field(sa_column=Column(String(2000), nullable=False))
+    # Text: a sealed (encrypted) webhook or Slack URL is ~1.4 times the URL's length.
+    target: str = Field(sa_column=Column(Text, nullable=False))
     status: str = Field(sa_column=Column(String(10), nullable=False))  # PENDING|DELIVERED|FAILED
     attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     last_status_code: int | None = Field(default=None, sa_column=Column(Integer))

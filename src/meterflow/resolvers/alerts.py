@@ -21,7 +21,16 @@ from meterflow.schema.alerts import (
     CreateAlertRuleResult,
     Notice,
 )
+from meterflow.secretbox import SecretBox
 from meterflow.services import alerts
+
+
+def _box(info: Info) -> SecretBox:
+    """Seals and opens channel targets and secrets (the entry point puts it on the context)."""
+    box = info.context.secret_box
+    if box is None:
+        raise RuntimeError("no SecretBox on the GraphQL context")
+    return box
 
 
 def _rule_id(value: strawberry.ID) -> uuid.UUID:
@@ -48,7 +57,10 @@ async def _events(
             )
         )
         names = {r.id: r.name for r in await alerts.list_rules(session, account_id=account_id)}
-    return [AlertEvent.from_model(row, deliveries, names.get(row.rule_id, "")) for row in rows]
+    return [
+        AlertEvent.from_model(row, deliveries, names.get(row.rule_id, ""), _box(info))
+        for row in rows
+    ]
 
 
 @strawberry.type
@@ -58,7 +70,7 @@ class AlertQueries:
         principal = require_admin(info)
         async with info.context.session_factory() as session:
             rows = await alerts.list_rules(session, account_id=principal.account_id)
-        return [AlertRule.from_model(r) for r in rows]
+        return [AlertRule.from_model(r, _box(info)) for r in rows]
 
     @strawberry.field(description="Undefined meters and customers that events named.")
     async def notices(self, info: Info) -> list[Notice]:
@@ -115,8 +127,9 @@ class AlertMutations:
                 account_id=principal.account_id,
                 spec=spec,
                 allow_private_targets=info.context.allow_private_webhook_targets,
+                box=_box(info),
             ),
-            AlertRule.from_model,
+            lambda rule: AlertRule.from_model(rule, _box(info)),
         )
 
     @strawberry.mutation(description="Disable a rule (its history stays).")
@@ -124,9 +137,9 @@ class AlertMutations:
         return await mutate(
             info,
             lambda session, principal: alerts.delete_rule(
-                session, account_id=principal.account_id, rule_id=_rule_id(id)
+                session, account_id=principal.account_id, rule_id=_rule_id(id), box=_box(info)
             ),
-            AlertRule.from_model,
+            lambda rule: AlertRule.from_model(rule, _box(info)),
         )
 
 

@@ -10,6 +10,8 @@ from graphql import GraphQLError
 
 from meterflow import models
 from meterflow.schema.errors import NotFoundProblem, ValidationProblem
+from meterflow.secretbox import SecretBox
+from meterflow.services.alerts import shown_target
 from meterflow.services.timebuckets import Grouping
 
 
@@ -75,7 +77,7 @@ class AlertRule:
     created_at: datetime
 
     @classmethod
-    def from_model(cls, row: models.AlertRule) -> AlertRule:
+    def from_model(cls, row: models.AlertRule, box: SecretBox) -> AlertRule:
         return cls(
             id=strawberry.ID(str(row.id)),
             name=row.name,
@@ -84,7 +86,10 @@ class AlertRule:
             threshold=Decimal(row.threshold),
             range=row.range,
             customer_id=row.customer_id,
-            channels=[AlertChannel(type=c["type"], target=c["target"]) for c in row.channels],
+            channels=[
+                AlertChannel(type=c["type"], target=shown_target(box, c["target"]))
+                for c in row.channels
+            ],
             enabled=row.enabled,
             created_at=row.created_at,
         )
@@ -133,7 +138,11 @@ class AlertEvent:
 
     @classmethod
     def from_model(
-        cls, row: models.AlertEvent, deliveries: list[models.AlertDelivery] | None, rule_name: str
+        cls,
+        row: models.AlertEvent,
+        deliveries: list[models.AlertDelivery] | None,
+        rule_name: str,
+        box: SecretBox,
     ) -> AlertEvent:
         """`deliveries` None: the caller may not see them (not loaded either)."""
         return cls(
@@ -151,7 +160,7 @@ class AlertEvent:
             else [
                 AlertDelivery(
                     channel=d.channel,
-                    target=d.target,
+                    target=shown_target(box, d.target),
                     status=d.status,
                     attempts=d.attempts,
                     last_status_code=d.last_status_code,

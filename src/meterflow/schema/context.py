@@ -16,6 +16,7 @@ from starlette.websockets import WebSocket
 from meterflow.db import SessionFactory, unit_of_work
 from meterflow.jobs import JobQueue
 from meterflow.pubsub import Broker, publish
+from meterflow.secretbox import SecretBox
 from meterflow.services.accounts import AccountPrincipal
 from meterflow.services.sessions import CustomerPrincipal
 
@@ -32,9 +33,12 @@ class Context:
     connection_params: dict[str, Any] | None = field(default=None)
     broker: Broker | None = None
     redis: Redis | None = None
+    # The current secret key (signs new session tokens) and the box that seals and opens
+    # stored credentials (webhook secrets and URLs).
     secret_key: str = ""
     # The development switch: alert rules may target plain http and private addresses.
     allow_private_webhook_targets: bool = False
+    secret_box: SecretBox | None = None
     # Why connection_init was refused, for the WebSocket close frame.
     rejection: str | None = None
 

@@ -19,6 +19,7 @@ from meterflow.resolvers.meters import MeterMutations, MeterQueries
 from meterflow.resolvers.realtime import RealtimeSubscriptions
 from meterflow.resolvers.sessions import SessionMutations
 from meterflow.resolvers.usage import UsageQueries
+from meterflow.schema.discovery import AdminOnlySchemaDiscovery, SuggestionHidingExecutor
 
 log = logging.getLogger("meterflow.graphql")
 
@@ -79,7 +80,10 @@ def build_schema(
             lambda: QueryDepthLimiter(max_depth=max_depth),
             lambda: MaxTokensLimiter(max_token_count=max_tokens),
             lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+            # Last: it validates with the rules the limiters above added.
+            AdminOnlySchemaDiscovery,
         ],
+        execution_context_class=SuggestionHidingExecutor,
     )
 
 

@@ -25,6 +25,7 @@ from meterflow.models import (
     InvoiceStatus,
     Meter,
 )
+from meterflow.secretbox import SecretBox, UnreadableSecretError
 from meterflow.services import meters, usage, validation, wallets
 from meterflow.services.timebuckets import Grouping, floor, following
 
@@ -32,6 +33,44 @@ SUBJECTS = ("USAGE", "COST", "BALANCE")
 CONDITIONS = ("GREATER_THAN", "LESS_THAN", "PERCENT_CHANGE")
 CHANNELS = ("WEBHOOK", "SLACK", "EMAIL")
 HUNDRED = Decimal(100)
+# Channels whose URL is a credential (a Slack incoming webhook URL is its own secret; webhook
+# URLs often carry tokens): stored sealed, like every webhook signing secret.
+SEALED_CHANNELS = ("WEBHOOK", "SLACK")
+UNREADABLE = "(unreadable: sealed with a secret key that is no longer configured)"
+
+
+def _reseal(box: SecretBox, value: str) -> str:
+    try:
+        return box.rotate(value)
+    except UnreadableSecretError:
+        return value  # left for an operator who still has its key
+
+
+def seal_channel(box: SecretBox, channel: dict[str, Any]) -> dict[str, Any]:
+    """A channel as stored. Sealed values are re-sealed under the current key and clear ones
+    (rows from before encryption) get sealed, so every write also rotates."""
+    stored = dict(channel)
+    if stored["type"] in SEALED_CHANNELS:
+        stored["target"] = _reseal(box, stored["target"])
+    if stored.get("secret"):
+        stored["secret"] = _reseal(box, stored["secret"])
+    return stored
+
+
+def open_channel(box: SecretBox, channel: dict[str, Any]) -> dict[str, Any]:
+    """A stored channel in clear, for the one place that needs it: the delivery."""
+    opened = {**channel, "target": box.open(channel["target"])}
+    if channel.get("secret"):
+        opened["secret"] = box.open(channel["secret"])
+    return opened
+
+
+def shown_target(box: SecretBox, target: str) -> str:
+    """A stored target as the admin API shows it (never the secret)."""
+    try:
+        return box.open(target)
+    except UnreadableSecretError:
+        return UNREADABLE
 
 
 @dataclass(frozen=True)
@@ -52,6 +91,7 @@ async def create_rule(
     account_id: uuid.UUID,
     spec: RuleSpec,
     allow_private_targets: bool = False,
+    box: SecretBox,
     resolve: netguard.Resolver = netguard.system_resolver,
 ) -> AlertRule:
     """`allow_private_targets` is the development switch: plain http and any address."""
@@ -91,7 +131,9 @@ async def create_rule(
                 ) from None
         if kind == "EMAIL":
             validation.email(target, field=f"channels[{i}].target")
-        channels.append({"type": kind, "target": target, "secret": channel.get("secret")})
+        channels.append(
+            seal_channel(box, {"type": kind, "target": target, "secret": channel.get("secret")})
+        )
     rule = AlertRule(
         account_id=account_id,
         name=name,
@@ -119,7 +161,7 @@ async def list_rules(session: AsyncSession, *, account_id: uuid.UUID) -> list[Al
 
 
 async def delete_rule(
-    session: AsyncSession, *, account_id: uuid.UUID, rule_id: uuid.UUID
+    session: AsyncSession, *, account_id: uuid.UUID, rule_id: uuid.UUID, box: SecretBox
 ) -> AlertRule:
     rule = await session.scalar(
         select(AlertRule).where(
@@ -129,6 +171,7 @@ async def delete_rule(
     if rule is None:
         raise NotFoundError(f"no alert rule {rule_id}")
     rule.enabled = False
+    rule.channels = [seal_channel(box, c) for c in rule.channels]
     await session.flush()
     return rule
 
@@ -340,3 +383,20 @@ async def deliveries_of(
             .order_by(col(AlertDelivery.created_at))
         )
     )
+
+
+async def reseal_all(session: AsyncSession, *, box: SecretBox) -> int:
+    """After a secret key rotation, across accounts: every stored channel secret and target
+    re-encrypted under the current key (clear ones from before encryption sealed), so the old
+    key can go. Returns the rows rewritten."""
+    rewritten = 0
+    for rule in await session.scalars(select(AlertRule)):
+        rule.channels = [seal_channel(box, c) for c in rule.channels]
+        rewritten += 1
+    for delivery in await session.scalars(
+        select(AlertDelivery).where(col(AlertDelivery.channel).in_(SEALED_CHANNELS))
+    ):
+        delivery.target = _reseal(box, delivery.target)
+        rewritten += 1
+    await session.flush()
+    return rewritten

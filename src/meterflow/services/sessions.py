@@ -1,5 +1,6 @@
 """Customer session tokens (Amberflo's portal sessions): read-only, one customer, expiring,
-revocable. A token is `mfs_` + a random id + an HMAC of it; the row holds who and until when."""
+revocable. A token is `mfs_` + a random id + an HMAC of it; the row holds who and until when,
+and only a SHA-256 of the id (like API keys: a database copy mints no working token)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -44,6 +46,20 @@ def _sign(secret_key: str, token_id: str) -> str:
     return hmac.new(secret_key.encode(), token_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def _signed(secret_keys: Sequence[str], token_id: str, signature: str) -> bool:
+    """Signed by the current key or one it replaced (tokens outlive a key rotation)."""
+    return any(hmac.compare_digest(signature, _sign(key, token_id)) for key in secret_keys)
+
+
+def token_hash(token_id: str) -> str:
+    """What the row keeps. A fast hash is right: the id is 192 random bits, not a password."""
+    return hashlib.sha256(token_id.encode()).hexdigest()
+
+
+def _token_id(token: str) -> str:
+    return token[len(TOKEN_PREFIX) :].partition(".")[0] if token.startswith(TOKEN_PREFIX) else ""
+
+
 async def create_session(
     session: AsyncSession,
     *,
@@ -67,7 +83,7 @@ async def create_session(
     token_id = secrets.token_urlsafe(24)
     row = CustomerSession(
         account_id=account_id,
-        token_id=token_id,
+        token_hash=token_hash(token_id),
         customer_id=customer_id,
         expires_at=now + ttl,
         created_at=now,
@@ -79,15 +95,16 @@ async def create_session(
 
 
 async def authenticate(
-    session: AsyncSession, *, token: str, now: datetime, secret_key: str
+    session: AsyncSession, *, token: str, now: datetime, secret_keys: tuple[str, ...]
 ) -> CustomerPrincipal:
-    """The customer behind a token, or AuthenticationError saying why (expired, revoked...)."""
+    """The customer behind a token, or AuthenticationError saying why (expired, revoked...).
+    `secret_keys`: the current key first, then the ones it replaced."""
     body = token[len(TOKEN_PREFIX) :] if token.startswith(TOKEN_PREFIX) else ""
     token_id, _, signature = body.partition(".")
-    if not token_id or not hmac.compare_digest(signature, _sign(secret_key, token_id)):
+    if not token_id or not _signed(secret_keys, token_id, signature):
         raise AuthenticationError("invalid session token")
     row = await session.scalar(
-        select(CustomerSession).where(col(CustomerSession.token_id) == token_id)
+        select(CustomerSession).where(col(CustomerSession.token_hash) == token_hash(token_id))
     )
     if row is None:
         raise AuthenticationError("invalid session token")
@@ -101,10 +118,10 @@ async def authenticate(
 async def revoke(
     session: AsyncSession, *, account_id: uuid.UUID, token: str, now: datetime
 ) -> None:
-    token_id = token[len(TOKEN_PREFIX) :].partition(".")[0]
     row = await session.scalar(
         select(CustomerSession).where(
-            col(CustomerSession.account_id) == account_id, col(CustomerSession.token_id) == token_id
+            col(CustomerSession.account_id) == account_id,
+            col(CustomerSession.token_hash) == token_hash(_token_id(token)),
         )
     )
     if row is None:

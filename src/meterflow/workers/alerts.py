@@ -24,6 +24,7 @@ from meterflow.db import unit_of_work
 from meterflow.jobs import DELIVER_JOB, JobQueue
 from meterflow.models import AlertDelivery, AlertEvent, AlertRule
 from meterflow.models.base import utcnow
+from meterflow.services.alerts import open_channel
 
 log = logging.getLogger("meterflow.workers.alerts")
 TIMEOUT_SECONDS = 5.0
@@ -210,6 +211,10 @@ async def deliver_alert(ctx: dict[str, Any], delivery_id: str) -> str:
     status_code: int | None = None
     failure: DeliveryFailure | None = None
     try:
+        # Targets and signing secrets are sealed at rest; only the send sees them in clear
+        # (on these detached copies, never written back).
+        delivery.target = ctx["secret_box"].open(delivery.target)
+        rule.channels = [open_channel(ctx["secret_box"], c) for c in rule.channels]
         status_code = await _send(ctx, delivery, rule, event)
     except DeliveryFailure as exc:
         failure, status_code = exc, exc.status

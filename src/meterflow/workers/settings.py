@@ -12,6 +12,7 @@ from arq.worker import Worker, func
 from meterflow.config import Settings
 from meterflow.db import create_engine, create_session_factory
 from meterflow.jobs import DELIVER_JOB, RERATE_JOB, ROLLUP_JOB, JobQueue, redis_settings
+from meterflow.secretbox import SecretBox
 from meterflow.workers.alerts import deliver_alert
 from meterflow.workers.heartbeat import beat_forever, heartbeat
 from meterflow.workers.rollup import (
@@ -64,6 +65,8 @@ def build_worker(settings: Settings, *, handle_signals: bool = True, burst: bool
     # httpx logs every request's full URL at INFO: a Slack webhook URL is a credential.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Deliveries open webhook secrets and URLs sealed with a key derived from the secret key.
+    secret_box = SecretBox.from_keys(settings.required_secret_keys())
     engine = create_engine(settings.database_url, pool_size=5)
     jobs = JobQueue(settings.redis_url)
 
@@ -76,6 +79,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True, burst: bool
         ctx["smtp_host"], ctx["smtp_port"] = settings.smtp_host, settings.smtp_port
         ctx["smtp_from"] = settings.smtp_from
         ctx["allow_private_webhook_targets"] = settings.allow_private_webhook_targets
+        ctx["secret_box"] = secret_box
         ctx["heartbeat"] = asyncio.create_task(beat_forever(ctx), name="heartbeat")
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:

@@ -1,0 +1,77 @@
+"""Introspection and "Did you mean ...?" hints draw a map of the whole schema, admin fields
+included: they are for admin API keys. Customer session tokens (handed to browsers) and ingest
+keys (handed to producers) get neither: `__schema`/`__type` are refused at validation, and
+validation and variable errors carry no suggestions (graphql-core's `hide_suggestions`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import FieldNode, GraphQLError, validate
+from graphql.validation import ValidationRule
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
+
+from meterflow.services.accounts import AccountPrincipal
+
+INTROSPECTION_FIELDS = ("__schema", "__type")
+REFUSED = (
+    "introspection (__schema, __type) is only available to admin API keys; this credential "
+    "may only run the operations it is meant for"
+)
+
+
+def sees_the_schema(context: Any) -> bool:
+    principal = getattr(context, "principal", None)
+    return isinstance(principal, AccountPrincipal) and principal.is_admin
+
+
+class NoIntrospection(ValidationRule):
+    """Like graphql-core's NoSchemaIntrospectionCustomRule, with our message and code.
+    `__typename` stays: clients need it to read unions."""
+
+    def enter_field(self, node: FieldNode, *_args: Any) -> None:
+        if node.name.value in INTROSPECTION_FIELDS:
+            self.report_error(GraphQLError(REFUSED, node, extensions={"code": "FORBIDDEN"}))
+
+
+class AdminOnlySchemaDiscovery(SchemaExtension):
+    """For anyone but an admin key, validates the document itself (Strawberry then skips its
+    own pass): with NoIntrospection added and suggestions hidden."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if (
+            not sees_the_schema(context.context)
+            and context.graphql_document is not None
+            and context.pre_execution_errors is None
+        ):
+            context.pre_execution_errors = validate(
+                context.schema._schema,
+                context.graphql_document,
+                (
+                    *context.validation_rules,
+                    # The rules Strawberry adds to every validation.
+                    MaybeNullValidationRule,
+                    OneOfInputValidationRule,
+                    NoIntrospection,
+                ),
+                hide_suggestions=True,
+            )
+        yield
+
+
+class SuggestionHidingExecutor(StrawberryGraphQLCoreExecutionContext):
+    """Variable values are checked when execution starts ("Value 'DAYS' does not exist in
+    'Grouping' enum. Did you mean ...?"): hide those hints too for anyone but an admin key."""
+
+    @classmethod
+    def build(cls, *args: Any, **kwargs: Any) -> Any:
+        # graphql-core passes (schema, document, root_value, context_value, ...) positionally.
+        context = kwargs["context_value"] if "context_value" in kwargs else args[3]
+        if not sees_the_schema(context):
+            kwargs["hide_suggestions"] = True
+        return super().build(*args, **kwargs)
