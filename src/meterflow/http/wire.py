@@ -12,6 +12,8 @@ import re
 import zlib
 from collections.abc import Iterator
 from decimal import Decimal
+from itertools import repeat
+from operator import add
 from typing import Any
 
 import orjson
@@ -156,19 +158,17 @@ def decode_json_fast(body: bytes) -> list[RawRecord] | None:
     floats = [value for item in items if type(value := item.get("meterValue")) is float]
     if floats and (LONG_NUMBER.search(body) or (0.0 in floats and TINY_EXPONENT.search(body))):
         return None
-    record_depth = MAX_DEPTH - 1 if isinstance(document, list) else MAX_DEPTH
-    records = []
-    for item in items:
-        try:
-            text = orjson.dumps(item)  # refuses more than 255 levels
-        except orjson.JSONEncodeError as exc:
-            raise WireFormatError(TOO_DEEP) from exc
-        try:
-            check_depth(item, text, record_depth)
-        except TooDeep as exc:
-            raise WireFormatError(str(exc)) from exc
-        records.append(RawRecord(item, text.decode()))
-    return records
+    try:
+        texts = [orjson.dumps(item) for item in items]
+    except orjson.JSONEncodeError as exc:  # orjson writes at most 255 levels
+        raise WireFormatError(TOO_DEEP) from exc
+    # Depth: a record whose text has few `{` and `[` cannot be deep (counted in C, no Python
+    # per record); only one with many is walked.
+    limit = MAX_DEPTH - 1 if isinstance(document, list) else MAX_DEPTH
+    openers = map(add, map(bytes.count, texts, repeat(b"{")), map(bytes.count, texts, repeat(b"[")))
+    if max(openers, default=0) > limit and any(deeper_than(item, limit) for item in items):
+        raise WireFormatError(TOO_DEEP)
+    return [RawRecord(item, text.decode()) for item, text in zip(items, texts, strict=True)]
 
 
 def _json_error(exc: json.JSONDecodeError) -> WireFormatError:
