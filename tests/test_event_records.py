@@ -355,3 +355,16 @@ def test_accepted_records_keep_every_rule(data: dict[str, object]) -> None:
     stored = json.loads(result.raw, parse_constant=lambda word: pytest.fail(word))
     assert not any(unstorable(s) for s in walk_strings(stored))
     assert result.identity
+
+
+def depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(depth, value), default=0)
+    return 0
+
+
+@given(json_like, st.integers(min_value=1, max_value=6))
+def test_depth_agrees_with_a_recursive_count(value: object, limit: int) -> None:
+    assert wire.deeper_than(value, limit) == (depth(value) > limit)
