@@ -252,6 +252,14 @@ def test_tiny_doubles_are_read_as_written() -> None:
     assert zero.data["meterValue"] == 0
 
 
+def test_text_depth_ignores_brackets_in_strings() -> None:
+    wire.check_text_depth('[{"a": "[[[[[[[[[[{{{{{{\\"[[["}]', 2)
+    with pytest.raises(wire.TooDeep):
+        wire.check_text_depth('[{"a": [1]}]', 2)
+    with pytest.raises(wire.TooDeep):
+        wire.check_text_depth("[" * 100_000 + "]" * 100_000, 64)
+
+
 def test_depth_is_measured_without_recursion() -> None:
     deep: list[object] = []
     for _ in range(100_000):

@@ -226,6 +226,37 @@ async def test_an_ndjson_line_nested_too_deep_is_that_records_rejection(
     assert len(await all_events(gql)) == 7
 
 
+async def test_repeated_keys_cannot_hide_what_is_stored(
+    http: httpx.AsyncClient, gql: GraphQLClient, account: TestAccount, meter: str
+) -> None:
+    """The payload stored is the text as sent: a later repeated key must not hide from the
+    checks an earlier value PostgreSQL would refuse, or one too deep to read back."""
+    shadowed = [
+        hostile("meterValue", "NaN")[:-1] + ', "meterValue": 1}',
+        hostile("note", r'"\ud800"')[:-1] + ', "note": 1}',
+        hostile("note", nested(200))[:-1] + ', "note": 1}',
+        hostile("note", nested(900))[:-1] + ', "note": 1}',
+    ]
+    for n, line in enumerate(shadowed):
+        body = "\n".join([good(f"s{n}a"), line, good(f"s{n}b")])
+        response = await post_report(
+            http, body, account.admin_key, **{"Content-Type": "application/x-ndjson"}
+        )
+        assert_only_the_hostile_rejected(response, 1, "MALFORMED_RECORD")
+    # In a JSON array read by the exact decoder (the NaN sends it there).
+    array = f"[{good('s-a')}, {shadowed[0]}, {good('s-b')}]"
+    response = await post_report(http, array, account.admin_key)
+    assert_only_the_hostile_rejected(response, 1, "MALFORMED_RECORD")
+    array = f"[{good('s-c')}, {shadowed[0]}, {shadowed[2]}]"
+    response = await post_report(http, array, account.admin_key)
+    assert response.status_code == 400
+    assert response.json() == {"error": "the body is nested deeper than 64 levels"}
+    stored = sorted(e["uniqueId"] for e in await all_events(gql))
+    assert stored == sorted([f"s{n}{s}" for n in range(4) for s in "ab"] + ["s-a", "s-b"])
+    # What was stored reads back: no payload is too deep for the By Event view.
+    assert all(e["payload"] for e in await all_events(gql))
+
+
 async def test_rejection_reports_never_echo_unencodable_text(
     http: httpx.AsyncClient, account: TestAccount, meter: str
 ) -> None:

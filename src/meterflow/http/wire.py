@@ -78,17 +78,34 @@ def deeper_than(value: Any, limit: int) -> bool:
 
 
 def check_depth(value: Any, text: str | bytes, limit: int) -> None:
-    """Raise TooDeep past `limit`. The count of `{` and `[` in the value's text bounds its
-    depth from above (brackets in strings only add to it), so two C-speed counts clear a usual
-    record without walking it."""
-    if not isinstance(value, dict | list):
-        return
+    """Raise TooDeep if decoded JSON nests past `limit`. The count of `{` and `[` in its text
+    bounds its depth from above (brackets in strings only add to it), so two C-speed counts
+    clear a usual document without walking it."""
     if isinstance(text, bytes):
         openers = text.count(b"{") + text.count(b"[")
     else:
         openers = text.count("{") + text.count("[")
     if openers > limit and deeper_than(value, limit):
         raise TooDeep(TOO_DEEP)
+
+
+_JSON_PIECE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+
+
+def check_text_depth(text: str, limit: int) -> None:
+    """Raise TooDeep if this JSON text nests past `limit`, judged on the text itself: what is
+    stored is the text, and a repeated key can hide a deep value from the decoded object."""
+    if text.count("{") + text.count("[") <= limit:
+        return
+    depth = 0
+    for match in _JSON_PIECE.finditer(text):  # a string is one piece: its brackets count not
+        piece = match.group()
+        if piece == "[" or piece == "{":
+            depth += 1
+            if depth > limit:
+                raise TooDeep(TOO_DEEP)
+        elif piece == "]" or piece == "}":
+            depth -= 1
 
 
 def _raw_decode(text: str, position: int) -> tuple[Any, int]:
@@ -196,7 +213,7 @@ def decode_json_array(text: str, start: int = 0) -> list[RawRecord]:
         try:
             value, end = _raw_decode(text, position)
             raw = text[position:end]
-            check_depth(value, raw, MAX_DEPTH - 1)  # the array is the first level
+            check_text_depth(raw, MAX_DEPTH - 1)  # the array is the first level
         except json.JSONDecodeError as exc:
             raise _json_error(exc) from exc
         except TooDeep as exc:
@@ -229,7 +246,7 @@ def decode_object_or_ndjson(text: str, start: int) -> list[RawRecord]:
     if not text[end:].strip():
         raw = text[start:end]
         try:
-            check_depth(value, raw, MAX_DEPTH)
+            check_text_depth(raw, MAX_DEPTH)
         except TooDeep as exc:
             raise WireFormatError(str(exc)) from exc
         return [RawRecord(value, raw)]
@@ -248,7 +265,7 @@ def decode_ndjson(text: str) -> list[RawRecord]:
             value, end = _raw_decode(stripped, 0)
             if end != len(stripped):
                 raise json.JSONDecodeError("Extra data", stripped, end)
-            check_depth(value, stripped, MAX_DEPTH)
+            check_text_depth(stripped, MAX_DEPTH)
             records.append(RawRecord(value, stripped))
         except json.JSONDecodeError as exc:
             records.append(RawRecord(InvalidJson(f"column {exc.colno}: {exc.msg}"), stripped))

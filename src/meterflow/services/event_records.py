@@ -263,14 +263,16 @@ def _suspect(raw: str) -> bool:
     """A cheap superset of the records `_unstorable` rejects, tested on every record's text.
 
     Every decoder hands over JSON text (the body's own, or one orjson or json.dumps wrote), so
-    NUL and surrogates in it are escapes, and an ASCII text holds no surrogate character.
+    a NUL or a surrogate in it is an escape (a backslash: found by memchr), and an ASCII text
+    holds no surrogate character. NaN and Infinity are searched for in every text: a repeated
+    key can hide one from the decoded record while the text keeps it.
     """
     return (
-        "\\u" in raw
+        "\\" in raw
         or "\x00" in raw
+        or (not raw.isascii() and _UNSTORABLE_CHAR.search(raw) is not None)
         or "NaN" in raw
         or "Infinity" in raw
-        or (not raw.isascii() and _UNSTORABLE_CHAR.search(raw) is not None)
     )
 
 
