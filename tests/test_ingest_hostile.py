@@ -376,19 +376,22 @@ async def test_a_rolled_back_partition_is_not_remembered(
     session_factory: SessionFactory, gql: GraphQLClient, account: TestAccount, meter: str
 ) -> None:
     async with session_factory() as session:
-        # A month no other test writes into, whose partition does not exist yet.
+        # Months no other test writes into, whose partitions do not exist yet.
         for year in range(2001, 2020):
             exists = await session.scalar(
-                text(f"SELECT to_regclass('meter_events_{year}_02') IS NOT NULL")
+                text(
+                    f"SELECT to_regclass('meter_events_{year}_02') IS NOT NULL "
+                    f"OR to_regclass('meter_events_{year}_03') IS NOT NULL"
+                )
             )
             if not exists:
                 break
         else:
             pytest.skip("every candidate month already has a partition")
-    at = int(datetime(year, 2, 10, tzinfo=UTC).timestamp() * 1000)
     now = datetime.now(UTC)
 
-    def batch(unique_id: str) -> list[RawRecord]:
+    def batch(unique_id: str, month: int = 2) -> list[RawRecord]:
+        at = int(datetime(year, month, 10, tzinfo=UTC).timestamp() * 1000)
         record = event(unique_id=unique_id, at=at)
         return [RawRecord(record, json.dumps(record))]
 
@@ -399,9 +402,29 @@ async def test_a_rolled_back_partition_is_not_remembered(
             )
             assert report.accepted == 1
             raise Abort  # anything after the insert fails: the partition goes with it
+    assert (year, 2) not in ingestion._known_partitions
     async with unit_of_work(session_factory) as session:
         report = await ingestion.ingest(
             session, account_id=account.account_id, records=batch("kept"), now=now
         )
     assert report.accepted == 1
-    assert [e["uniqueId"] for e in await all_events(gql)] == ["kept"]
+    assert (year, 2) in ingestion._known_partitions  # remembered once committed
+
+    # A savepoint rolled back inside a transaction that commits takes its partition too.
+    async with unit_of_work(session_factory) as session:
+        with pytest.raises(Abort):
+            async with session.begin_nested():
+                await ingestion.ingest(
+                    session,
+                    account_id=account.account_id,
+                    records=batch("in-savepoint", 3),
+                    now=now,
+                )
+                raise Abort
+    assert (year, 3) not in ingestion._known_partitions
+    async with unit_of_work(session_factory) as session:
+        report = await ingestion.ingest(
+            session, account_id=account.account_id, records=batch("kept-3", 3), now=now
+        )
+    assert report.accepted == 1
+    assert sorted(e["uniqueId"] for e in await all_events(gql)) == ["kept", "kept-3"]
