@@ -59,7 +59,7 @@ _CONTAINER = frozenset((dict, list)).__contains__
 def deeper_than(value: Any, limit: int) -> bool:
     """Whether decoded JSON nests more than `limit` containers deep.
 
-    Level by level, with no recursion, and the nodes of a level are sorted and expanded by
+    Level by level, with no recursion; a level is split by type and expanded by
     C iterators (no Python per value): a 1,000-event GraphQL body takes about half a ms.
     """
     if type(value) is not dict and type(value) is not list:

@@ -25,7 +25,8 @@ DIMENSION_VALUE_MAX = 200
 MAX_DIMENSIONS_PER_EVENT = 30
 MAX_RECORD_BYTES = 16_384
 MAX_VALUE_DIGITS = 38
-MAX_VALUE = 10**18  # |meterValue| must stay below: sums of many stay exact in numeric
+MAX_VALUE_EXPONENT = 18
+MAX_VALUE = 10**MAX_VALUE_EXPONENT  # |meterValue| stays below, so sums of many stay exact
 MAX_FRACTION_DIGITS = 12  # as many as unit prices carry
 
 
@@ -138,9 +139,10 @@ def _checked_value(value: Decimal) -> Decimal | Rejection:
     assert isinstance(exponent, int)
     if not any(digits):
         return value if -MAX_FRACTION_DIGITS <= exponent <= 0 else Decimal(0)  # 0E+500 is 0
-    if value.adjusted() >= 18:
+    if value.adjusted() >= MAX_VALUE_EXPONENT:
         return Rejection(
-            RejectCode.INVALID_VALUE, "meterValue must be less than 10^18 in absolute value"
+            RejectCode.INVALID_VALUE,
+            f"meterValue must be less than 10^{MAX_VALUE_EXPONENT} in absolute value",
         )
     if len(digits) > MAX_VALUE_DIGITS:
         return Rejection(
