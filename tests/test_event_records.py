@@ -111,6 +111,11 @@ def test_identity_prefers_unique_id_else_hashes_the_record() -> None:
     assert one.identity == same.identity
     assert one.identity != other.identity
     assert one.identity.startswith("h:")
+    # 30 significant digits are a valid value: no digit may be rounded away from the identity.
+    a = parse(meterValue=Decimal("123456789012345678.123456789012"))
+    b = parse(meterValue=Decimal("123456789012345678.123456789013"))
+    assert isinstance(a, EventRecord) and isinstance(b, EventRecord)
+    assert a.identity != b.identity
 
 
 records = st.lists(

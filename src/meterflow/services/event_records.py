@@ -10,7 +10,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 from meterflow.models.meter_event import UNIQUE_ID_MAX
@@ -83,9 +83,12 @@ class EventRecord:
         return "h:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
+_EXACT = Context(prec=MAX_VALUE_DIGITS)  # the default 28 digits would round a valid value
+
+
 def _canonical(value: Decimal) -> str:
     # 1, 1.0 and 1E+0 are the same usage: the same record for full-record dedup.
-    return format(value.normalize(), "f") if value else "0"
+    return format(value.normalize(_EXACT), "f") if value else "0"
 
 
 def _text(record: dict[str, Any], key: str) -> str | Rejection:
