@@ -105,18 +105,18 @@ async def test_values_are_stored_exactly(
 ) -> None:
     body = (
         '[{"customerId": "c1", "meterApiName": "calls", "uniqueId": "big", '
-        f'"meterTimeInMillis": {NOW_MS}, "meterValue": 12345678901234567890.123456789}},'
+        f'"meterTimeInMillis": {NOW_MS}, "meterValue": 123456789012345678.123456789012}},'
         '{"customerId": "c1", "meterApiName": "calls", "uniqueId": "tiny", '
         f'"meterTimeInMillis": {NOW_MS}, "meterValue": 0.000000000001}}]'
     )
     assert (await post(http, body, account.admin_key)).status_code == 200
     stored = {e["uniqueId"]: e for e in await all_events(gql)}
-    assert stored["big"]["meterValue"] == "12345678901234567890.123456789"
+    assert stored["big"]["meterValue"] == "123456789012345678.123456789012"
     assert stored["tiny"]["meterValue"] in ("1E-12", "0.000000000001")
     # The payload is the record as sent, number text included.
     assert (
-        '"meterValue": 12345678901234567890.123456789' in json.dumps(stored["big"]["payload"])
-        or stored["big"]["payload"]["meterValue"] == 12345678901234567890.123456789
+        '"meterValue": 123456789012345678.123456789012' in json.dumps(stored["big"]["payload"])
+        or stored["big"]["payload"]["meterValue"] == 123456789012345678.123456789012
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from cross_web import HTTPException
 from redis.asyncio import Redis
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.requests import Request
@@ -19,6 +20,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 
 from meterflow.db import SessionFactory
 from meterflow.errors import AuthenticationError
+from meterflow.http import wire
 from meterflow.http.auth import presented_key, resolve_principal
 from meterflow.jobs import JobQueue
 from meterflow.pubsub import Broker
@@ -84,6 +86,21 @@ class GraphQLView(GraphQL[Context, None]):
         self.secret_keys = secret_keys
         self.secret_box = secret_box
         self.allow_private_webhook_targets = allow_private_webhook_targets
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """An HTTP request's JSON (body, or GET variables): nested deeper than wire.MAX_DEPTH
+        is a 400 saying so, never a RecursionError."""
+        try:
+            document = super().parse_json(data)
+        except RecursionError as exc:
+            raise HTTPException(400, wire.TOO_DEEP) from exc
+        except ValueError as exc:  # e.g. an integer past Python's int-from-text limit
+            raise HTTPException(400, f"Unable to parse request body as JSON: {exc}") from exc
+        try:
+            wire.check_depth(document, data, wire.MAX_DEPTH)
+        except wire.TooDeep as exc:
+            raise HTTPException(400, str(exc)) from exc
+        return document
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None = None

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,7 +36,16 @@ def _record(event: MeterEventInput) -> ingestion.RawRecord:
         data["dimensions"] = event.dimensions
     millis = event.meter_time_in_millis
     raw = {**data, "meterTimeInMillis": int(millis) if float(millis).is_integer() else millis}
-    return ingestion.RawRecord(data, orjson.dumps(raw).decode())
+    try:
+        text = orjson.dumps(raw).decode()
+    except orjson.JSONEncodeError:
+        # A lone surrogate (or dimensions too deep for orjson): escaped text, so that the
+        # record's checks see it and reject the event with the precise code.
+        try:
+            text = json.dumps(raw)
+        except (ValueError, RecursionError):
+            text = json.dumps({**data, "dimensions": None})  # rejected for its dimensions
+    return ingestion.RawRecord(data, text)
 
 
 @strawberry.type

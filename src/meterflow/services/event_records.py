@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 from meterflow.models.meter_event import UNIQUE_ID_MAX
@@ -18,11 +19,15 @@ from meterflow.services.customers import CUSTOMER_ID_RE
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_FUTURE = timedelta(minutes=5)
 EARLIEST_MILLIS = 946_684_800_000  # 2000-01-01: anything earlier is a unit mistake, not usage
+YEAR_10000_MILLIS = 253_402_300_800_000  # the first instant a datetime cannot hold
 SECONDS_NOT_MILLIS = 10_000_000_000  # epoch *seconds* for any date until 2286 are below this
 DIMENSION_VALUE_MAX = 200
 MAX_DIMENSIONS_PER_EVENT = 30
 MAX_RECORD_BYTES = 16_384
 MAX_VALUE_DIGITS = 38
+MAX_VALUE_EXPONENT = 18
+MAX_VALUE = 10**MAX_VALUE_EXPONENT  # |meterValue| stays below, so sums of many stay exact
+MAX_FRACTION_DIGITS = 12  # as many as unit prices carry
 
 
 class RejectCode(enum.StrEnum):
@@ -78,9 +83,12 @@ class EventRecord:
         return "h:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
+_EXACT = Context(prec=MAX_VALUE_DIGITS)  # the default 28 digits would round a valid value
+
+
 def _canonical(value: Decimal) -> str:
     # 1, 1.0 and 1E+0 are the same usage: the same record for full-record dedup.
-    return format(value.normalize(), "f") if value else "0"
+    return format(value.normalize(_EXACT), "f") if value else "0"
 
 
 def _text(record: dict[str, Any], key: str) -> str | Rejection:
@@ -95,7 +103,7 @@ def _text(record: dict[str, Any], key: str) -> str | Rejection:
 
 
 def parse_value(raw: Any) -> Decimal | Rejection:
-    if type(raw) is int and -(10**38) < raw < 10**38:  # the common case: a count
+    if type(raw) is int and -MAX_VALUE < raw < MAX_VALUE:  # the common case: a count
         return Decimal(raw)
     if raw is None or raw == "":
         return Rejection(RejectCode.MISSING_FIELD, "meterValue is required")
@@ -107,9 +115,14 @@ def parse_value(raw: Any) -> Decimal | Rejection:
         elif isinstance(raw, int):
             value = Decimal(raw)
         elif isinstance(raw, float):
-            # The shortest text that round-trips (0.1 stays 0.1); GraphQL's Float turns 1 into
-            # 1.0, so integral floats are stored as the integers they were sent as.
-            value = Decimal(int(raw)) if raw.is_integer() else Decimal(repr(raw))
+            if -MAX_VALUE < raw < MAX_VALUE and raw.is_integer():
+                # GraphQL's Float turns 1 into 1.0: integral floats are the integers they were
+                # sent as (and int() of one this small is cheap).
+                value = Decimal(int(raw))
+            else:
+                # The shortest text that round-trips (0.1 stays 0.1); NaN, ±inf and huge
+                # floats fall to the checks below.
+                value = Decimal(repr(raw))
         elif isinstance(raw, str):
             value = Decimal(raw.strip())
         else:
@@ -117,22 +130,46 @@ def parse_value(raw: Any) -> Decimal | Rejection:
                 RejectCode.INVALID_VALUE, f"meterValue must be a number, got {type(raw).__name__}"
             )
     except (InvalidOperation, ValueError):
-        return Rejection(RejectCode.INVALID_VALUE, f"meterValue {str(raw)[:50]!r} is not a number")
+        return Rejection(RejectCode.INVALID_VALUE, f"meterValue {_shown(raw)!r} is not a number")
+    return _checked_value(value)
+
+
+def _checked_value(value: Decimal) -> Decimal | Rejection:
+    # Only exponent and digit counts are read: no arithmetic on a number like 1E+131071.
     if not value.is_finite():
         return Rejection(RejectCode.NON_FINITE_VALUE, f"meterValue must be finite, got {value}")
-    if len(value.as_tuple().digits) > MAX_VALUE_DIGITS:
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    if not any(digits):
+        return value if -MAX_FRACTION_DIGITS <= exponent <= 0 else Decimal(0)  # 0E+500 is 0
+    if value.adjusted() >= MAX_VALUE_EXPONENT:
+        return Rejection(
+            RejectCode.INVALID_VALUE,
+            f"meterValue must be less than 10^{MAX_VALUE_EXPONENT} in absolute value",
+        )
+    if len(digits) > MAX_VALUE_DIGITS:
         return Rejection(
             RejectCode.INVALID_VALUE,
             f"meterValue has more than {MAX_VALUE_DIGITS} significant digits",
         )
+    if exponent < -MAX_FRACTION_DIGITS:
+        # Trailing zeros are no precision: 1.50000000000000 is 1.5.
+        zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+        if exponent + zeros < -MAX_FRACTION_DIGITS:
+            return Rejection(
+                RejectCode.INVALID_VALUE,
+                f"meterValue has more than {MAX_FRACTION_DIGITS} digits after the decimal "
+                "point (it would be rounded)",
+            )
     return value
 
 
 def parse_time(raw: Any, now: datetime) -> tuple[datetime, int] | Rejection:
-    if type(raw) is int and raw >= EARLIEST_MILLIS:  # the common case, without Decimal
+    if type(raw) is int and EARLIEST_MILLIS <= raw < YEAR_10000_MILLIS:  # the common case
         when = EPOCH + timedelta(milliseconds=raw)
         if when <= now + MAX_FUTURE:
             return when, raw
+        return _future(raw, when)
     if raw is None or raw == "":
         return Rejection(RejectCode.MISSING_FIELD, "meterTimeInMillis is required")
     if isinstance(raw, bool):
@@ -141,26 +178,54 @@ def parse_time(raw: Any, now: datetime) -> tuple[datetime, int] | Rejection:
         number = Decimal(raw.strip()) if isinstance(raw, str) else Decimal(raw)
     except (InvalidOperation, ValueError, TypeError):
         return Rejection(
-            RejectCode.INVALID_TIME, f"meterTimeInMillis {str(raw)[:50]!r} is not a number"
+            RejectCode.INVALID_TIME, f"meterTimeInMillis {_shown(raw)!r} is not a number"
         )
-    if not number.is_finite() or number != number.to_integral_value():
+    shown = _shown(raw)
+    if not number.is_finite() or not _is_integral(number):
         return Rejection(
             RejectCode.INVALID_TIME,
-            f"meterTimeInMillis must be a whole number of milliseconds, got {raw}",
+            f"meterTimeInMillis must be a whole number of milliseconds, got {shown}",
         )
+    if number.adjusted() > 15:  # far outside 2000-9999 either way: never expand it to an int
+        when_text = "before the year 2000" if number.is_signed() else "after the year 9999"
+        return Rejection(RejectCode.INVALID_TIME, f"meterTimeInMillis {shown} is {when_text}")
     millis = int(number)
     if millis < EARLIEST_MILLIS:
         hint = " (it looks like seconds, not milliseconds)" if millis > 946_684_800 else ""
         return Rejection(
             RejectCode.INVALID_TIME, f"meterTimeInMillis {millis} is before the year 2000{hint}"
         )
+    if millis >= YEAR_10000_MILLIS:
+        return Rejection(
+            RejectCode.INVALID_TIME, f"meterTimeInMillis {millis} is after the year 9999"
+        )
     when = EPOCH + timedelta(milliseconds=millis)
     if when > now + MAX_FUTURE:
-        return Rejection(
-            RejectCode.FUTURE_TIME,
-            f"meterTimeInMillis {millis} ({when.isoformat()}) is more than 5 minutes in the future",
-        )
+        return _future(millis, when)
     return when, millis
+
+
+def _shown(raw: Any) -> str:
+    """At most 50 characters of what was sent (str() of a 5,000-digit int would raise)."""
+    if isinstance(raw, int) and not -(10**50) < raw < 10**50:
+        return format(Decimal(raw), ".6E")
+    return str(raw)[:50]
+
+
+def _is_integral(number: Decimal) -> bool:
+    """Whether a finite Decimal is whole, from its digits (no rounding of huge exponents)."""
+    _, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)
+    if exponent >= 0:
+        return True
+    return not any(digits[exponent:] if -exponent <= len(digits) else digits)
+
+
+def _future(millis: int, when: datetime) -> Rejection:
+    return Rejection(
+        RejectCode.FUTURE_TIME,
+        f"meterTimeInMillis {millis} ({when.isoformat()}) is more than 5 minutes in the future",
+    )
 
 
 def parse_dimensions(raw: Any) -> dict[str, str] | Rejection:
@@ -191,8 +256,87 @@ def parse_dimensions(raw: Any) -> dict[str, str] | Rejection:
     return raw
 
 
+# What PostgreSQL cannot store: NUL in text, \\u0000 in jsonb, an unpaired surrogate escape
+# even in json, NaN or Infinity in json; and asyncpg cannot encode a str with a lone surrogate.
+_UNSTORABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
+_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)", re.DOTALL)
+_BARE_WORD = re.compile(r'"(?:[^"\\]|\\.)*"|(NaN|Infinity)', re.DOTALL)
+UNSTORABLE = "a NUL character or an unpaired UTF-16 surrogate"
+
+
+def _suspect(raw: str) -> bool:
+    """A cheap superset of the records `_unstorable` rejects, tested on every record's text.
+
+    Every decoder hands over JSON text (the body's own, or one orjson or json.dumps wrote), so
+    a NUL or a surrogate in it is an escape (a backslash: found by memchr), and an ASCII text
+    holds no surrogate character. NaN and Infinity are searched for in every text: a repeated
+    key can hide one from the decoded record while the text keeps it.
+    """
+    return (
+        "\\" in raw
+        or "\x00" in raw
+        or (not raw.isascii() and _UNSTORABLE_CHAR.search(raw) is not None)
+        or "NaN" in raw
+        or "Infinity" in raw
+    )
+
+
+def storable(text: str) -> bool:
+    """Whether PostgreSQL can store this text (and a UTF-8 answer can quote it)."""
+    return "\x00" not in text and (text.isascii() or _UNSTORABLE_CHAR.search(text) is None)
+
+
+def _unstorable(
+    meter_api_name: str,
+    customer_id: str,
+    unique_id: str | None,
+    dimensions: dict[str, str],
+    raw: str,
+) -> Rejection | None:
+    if not storable(meter_api_name):
+        return Rejection(RejectCode.MALFORMED_RECORD, f"meterApiName holds {UNSTORABLE}")
+    if not storable(customer_id):
+        return Rejection(RejectCode.INVALID_CUSTOMER_ID, f"customerId holds {UNSTORABLE}")
+    if unique_id is not None and not storable(unique_id):
+        return Rejection(RejectCode.INVALID_UNIQUE_ID, f"uniqueId holds {UNSTORABLE}")
+    for key, value in dimensions.items():
+        if not storable(key):
+            return Rejection(RejectCode.INVALID_DIMENSIONS, f"a dimension key holds {UNSTORABLE}")
+        if not storable(value):
+            return Rejection(RejectCode.INVALID_DIMENSIONS, f"dimension {key!r} holds {UNSTORABLE}")
+    problem = _raw_problem(raw)
+    if problem is not None:
+        return Rejection(RejectCode.MALFORMED_RECORD, f"the record holds {problem}")
+    return None
+
+
+def _raw_problem(raw: str) -> str | None:
+    """Why PostgreSQL would refuse this JSON text as `json`, if it would."""
+    if _UNSTORABLE_CHAR.search(raw):
+        return UNSTORABLE
+    if ("NaN" in raw or "Infinity" in raw) and any(
+        match.group(1) for match in _BARE_WORD.finditer(raw)
+    ):
+        return "NaN or Infinity, which are not JSON numbers"
+    high_surrogate_end = -1  # where an escaped high surrogate ended, awaiting its low half
+    for match in _ESCAPE.finditer(raw):
+        code = int(match.group(1), 16) if match.group(1) else -1
+        if high_surrogate_end >= 0:
+            if match.start() != high_surrogate_end or not 0xDC00 <= code <= 0xDFFF:
+                return UNSTORABLE
+            high_surrogate_end = -1
+        elif code == 0 or 0xDC00 <= code <= 0xDFFF:
+            return UNSTORABLE
+        elif 0xD800 <= code <= 0xDBFF:
+            high_surrogate_end = match.end()
+    return UNSTORABLE if high_surrogate_end >= 0 else None
+
+
 def parse_record(record: Any, raw: str, now: datetime) -> EventRecord | Rejection:
-    """Check one record's own fields (the meter's rules come later, in `check_against_meter`)."""
+    """Check one record's own fields (the meter's rules come later, in `check_against_meter`).
+
+    `raw` is the record's JSON text, stored as its payload: whatever it holds must be storable.
+    """
     if not isinstance(record, dict):
         return Rejection(
             RejectCode.MALFORMED_RECORD, f"a record must be an object, got {type(record).__name__}"
@@ -231,6 +375,10 @@ def parse_record(record: Any, raw: str, now: datetime) -> EventRecord | Rejectio
     dimensions = parse_dimensions(record.get("dimensions"))
     if isinstance(dimensions, Rejection):
         return dimensions
+    if _suspect(raw):  # rarely true: then find which field it is, to give its code
+        rejection = _unstorable(meter_api_name, customer_id, unique_id, dimensions, raw)
+        if rejection is not None:
+            return rejection
     return EventRecord(
         meter_api_name=meter_api_name,
         customer_id=customer_id,

@@ -15,14 +15,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel import col
 
 from meterflow.models import Account, Customer, IngestNotice, Meter, MeterStatus, MeterType
+from meterflow.models.meter_event import UNIQUE_ID_MAX
 from meterflow.services import plans
-from meterflow.services.event_records import EventRecord, RejectCode, Rejection, parse_record
+from meterflow.services.event_records import (
+    EventRecord,
+    RejectCode,
+    Rejection,
+    parse_record,
+    storable,
+)
 from meterflow.services.sql import any_text
 
 MAX_BATCH = 10_000
@@ -267,10 +275,14 @@ WITH input AS (
 SELECT array_agg(i.n) FROM inserted JOIN input i USING (seq)
 """
 
-_known_partitions: set[tuple[int, int]] = set()
+Month = tuple[int, int]
+# Months whose partition is known to exist: added only once the transaction that created
+# (or saw) it has committed, since a rollback takes a new partition with it.
+_known_partitions: set[Month] = set()
+_PENDING_PARTITIONS = "meterflow.pending_partitions"
 
 
-async def _ensure_partitions(driver: Any, times: Sequence[datetime]) -> None:
+async def _ensure_partitions(session: AsyncSession, driver: Any, times: Sequence[datetime]) -> None:
     """Create the monthly partitions these times fall in (once per month per process)."""
     months = {(t.year, t.month): t for t in times}
     missing = [t for key, t in months.items() if key not in _known_partitions]
@@ -279,7 +291,34 @@ async def _ensure_partitions(driver: Any, times: Sequence[datetime]) -> None:
             "SELECT meterflow_ensure_event_partition(t) FROM unnest($1::timestamptz[]) AS t",
             missing,
         )
-        _known_partitions.update((t.year, t.month) for t in missing)
+        _remember_after_commit(session.sync_session, {(t.year, t.month) for t in missing})
+
+
+def _remember_after_commit(session: Session, months: set[Month]) -> None:
+    pending: set[Month] | None = session.info.get(_PENDING_PARTITIONS)
+    if pending is None:  # once per session, and only in a batch that met a new month
+        pending = session.info[_PENDING_PARTITIONS] = set()
+        event.listen(session, "after_commit", _partitions_committed)
+        event.listen(session, "after_soft_rollback", _partitions_rolled_back)
+        event.listen(session, "after_transaction_end", _partitions_transaction_ended)
+    pending |= months
+
+
+def _partitions_committed(session: Session) -> None:
+    # after_commit also fires when a savepoint is released: only the outermost commit counts.
+    if not session.in_nested_transaction():
+        _known_partitions.update(session.info[_PENDING_PARTITIONS])
+
+
+def _partitions_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
+    # Any rollback, a savepoint's too, may have taken the partitions with it: forget them
+    # (at worst the next batch asks PostgreSQL again, which is cheap and idempotent).
+    session.info[_PENDING_PARTITIONS].clear()
+
+
+def _partitions_transaction_ended(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # committed (remembered above), rolled back or closed
+        session.info[_PENDING_PARTITIONS].clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +347,12 @@ def _parse_all(
             outcomes.append(
                 Outcome(
                     index,
-                    unique_id if isinstance(unique_id, str) else None,
+                    # Echoed only if it can be encoded in the answer and is not a megabyte.
+                    unique_id
+                    if isinstance(unique_id, str)
+                    and len(unique_id) <= UNIQUE_ID_MAX
+                    and storable(unique_id)
+                    else None,
                     Status.REJECTED,
                     result.code,
                     result.message,
@@ -374,7 +418,7 @@ async def _ingest(
         return report
 
     driver = await _driver_connection(session)
-    await _ensure_partitions(driver, [c.record.time for c in candidates])
+    await _ensure_partitions(session, driver, [c.record.time for c in candidates])
     positions = await driver.fetchval(
         INSERT_EVENTS,
         account_id,
