@@ -20,6 +20,7 @@ from meterflow.resolvers.realtime import RealtimeSubscriptions
 from meterflow.resolvers.sessions import SessionMutations
 from meterflow.resolvers.usage import UsageQueries
 from meterflow.schema.discovery import AdminOnlySchemaDiscovery, SuggestionHidingExecutor
+from meterflow.schema.input_text import StorableInputText
 
 log = logging.getLogger("meterflow.graphql")
 
@@ -80,6 +81,8 @@ def build_schema(
             lambda: QueryDepthLimiter(max_depth=max_depth),
             lambda: MaxTokensLimiter(max_token_count=max_tokens),
             lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+            # Before discovery's validation: a NUL or lone surrogate refuses the operation.
+            StorableInputText,
             # Last: it validates with the rules the limiters above added.
             AdminOnlySchemaDiscovery,
         ],

@@ -15,6 +15,7 @@ from typing import Any
 
 from meterflow.models.meter_event import UNIQUE_ID_MAX
 from meterflow.services.customers import CUSTOMER_ID_RE
+from meterflow.services.validation import UNSTORABLE_CHAR, storable
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_FUTURE = timedelta(minutes=5)
@@ -258,7 +259,6 @@ def parse_dimensions(raw: Any) -> dict[str, str] | Rejection:
 
 # What PostgreSQL cannot store: NUL in text, \\u0000 in jsonb, an unpaired surrogate escape
 # even in json, NaN or Infinity in json; and asyncpg cannot encode a str with a lone surrogate.
-_UNSTORABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
 _ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)", re.DOTALL)
 _BARE_WORD = re.compile(r'"(?:[^"\\]|\\.)*"|(NaN|Infinity)', re.DOTALL)
 UNSTORABLE = "a NUL character or an unpaired UTF-16 surrogate"
@@ -275,15 +275,10 @@ def _suspect(raw: str) -> bool:
     return (
         "\\" in raw
         or "\x00" in raw
-        or (not raw.isascii() and _UNSTORABLE_CHAR.search(raw) is not None)
+        or (not raw.isascii() and UNSTORABLE_CHAR.search(raw) is not None)
         or "NaN" in raw
         or "Infinity" in raw
     )
-
-
-def storable(text: str) -> bool:
-    """Whether PostgreSQL can store this text (and a UTF-8 answer can quote it)."""
-    return "\x00" not in text and (text.isascii() or _UNSTORABLE_CHAR.search(text) is None)
 
 
 def _unstorable(
@@ -312,7 +307,7 @@ def _unstorable(
 
 def _raw_problem(raw: str) -> str | None:
     """Why PostgreSQL would refuse this JSON text as `json`, if it would."""
-    if _UNSTORABLE_CHAR.search(raw):
+    if UNSTORABLE_CHAR.search(raw):
         return UNSTORABLE
     if ("NaN" in raw or "Infinity" in raw) and any(
         match.group(1) for match in _BARE_WORD.finditer(raw)

@@ -24,14 +24,9 @@ from sqlmodel import col
 from meterflow.models import Account, Customer, IngestNotice, Meter, MeterStatus, MeterType
 from meterflow.models.meter_event import UNIQUE_ID_MAX
 from meterflow.services import plans
-from meterflow.services.event_records import (
-    EventRecord,
-    RejectCode,
-    Rejection,
-    parse_record,
-    storable,
-)
+from meterflow.services.event_records import EventRecord, RejectCode, Rejection, parse_record
 from meterflow.services.sql import any_text
+from meterflow.services.validation import storable
 
 MAX_BATCH = 10_000
 

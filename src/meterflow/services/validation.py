@@ -7,10 +7,18 @@ from typing import Any
 
 from meterflow.errors import ValidationError
 
+# What PostgreSQL cannot store in text: NUL, and a lone UTF-16 surrogate (JSON's "\ud800"
+# decodes to one; asyncpg cannot even encode it).
+UNSTORABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_TRAITS = 50
 TRAIT_KEY_MAX = 100
 TRAIT_VALUE_MAX = 1_000
+
+
+def storable(text: str) -> bool:
+    """Whether PostgreSQL can store this text (and a UTF-8 answer can quote it)."""
+    return "\x00" not in text and (text.isascii() or UNSTORABLE_CHAR.search(text) is None)
 
 
 def required_text(value: str | None, *, field: str, max_length: int) -> str:
@@ -24,8 +32,10 @@ def bounded_text(value: str, *, field: str, max_length: int) -> str:
         raise ValidationError(
             f"{field} is {len(value)} characters long; the limit is {max_length}", field=field
         )
-    if "\x00" in value:
-        raise ValidationError(f"{field} contains a NUL character", field=field)
+    if not storable(value):
+        raise ValidationError(
+            f"{field} contains a NUL character or an unpaired surrogate", field=field
+        )
     return value
 
 
