@@ -53,7 +53,9 @@ def bad_request(response: httpx.Response, *words: str) -> dict[str, Any]:
         (b"\xff\xfe\x00", ("JSON",)),
         (b'{"query": "\\ud800"}', ("JSON",)),
         (
-            b'{"query": "{ meters { label } }", "variables": {"x": ' + nested(100_000).encode() + b"}}",
+            b'{"query": "{ meters { label } }", "variables": {"x": '
+            + nested(100_000).encode()
+            + b"}}",
             ("nested deeper than 64",),
         ),
         (
@@ -98,15 +100,16 @@ async def test_malformed_graphql_bodies_are_400(
 
 
 async def test_variables_nested_within_the_limit_still_work(gql: GraphQLClient) -> None:
-    # 60 levels inside the body's own three: within the 64-level limit, so the request reaches
-    # the resolver (which finds no such meter).
+    # 58 levels inside the body's own three: within the 64-level limit, so the request reaches
+    # the resolver, which explains what is wrong with the filter.
     errors = await gql.errors(
         """query($x: JSON) { usage(input: {meterApiName: "nope", timeGroupingInterval: DAY,
              startTime: "2026-01-01T00:00:00Z", endTime: "2026-01-02T00:00:00Z", filter: $x})
              { intervals } }""",
         {"x": {"k": json.loads(nested(58))}},
     )
-    assert errors[0]["extensions"]["code"] == "NOT_FOUND", errors
+    assert errors[0]["extensions"]["code"] == "VALIDATION_ERROR", errors
+    assert "list of strings" in errors[0]["message"]
 
 
 @pytest.mark.parametrize(
@@ -128,9 +131,7 @@ async def test_graphql_get_with_bad_variables_is_400(
     params: dict[str, str],
     words: tuple[str, ...],
 ) -> None:
-    response = await http.get(
-        "/graphql", params=params, headers={"X-API-Key": account.admin_key}
-    )
+    response = await http.get("/graphql", params=params, headers={"X-API-Key": account.admin_key})
     bad_request(response, *words)
     await assert_healthy(http, gql)
 
@@ -382,4 +383,3 @@ async def test_usage_with_a_good_body_still_answers(
     )
     assert response.status_code == 200, response.text
     assert len(response.json()["secondsSinceEpochIntervals"]) == 1
-

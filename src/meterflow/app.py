@@ -33,7 +33,9 @@ INGEST_PATHS = ("/ingest", "/ingest/", "/")
 
 
 def create_app(settings: Settings) -> Starlette:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(
+        settings.database_url, statement_timeout_ms=settings.statement_timeout_ms
+    )
     session_factory = create_session_factory(engine)
     redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
     metrics = Metrics()

@@ -9,6 +9,7 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.tools import merge_types
 
+from meterflow.db import TIMEOUT_MESSAGE, is_timeout
 from meterflow.errors import MeterflowError
 from meterflow.resolvers.accounts import AccountMutations, AccountQueries
 from meterflow.resolvers.alerts import AlertMutations, AlertQueries, AlertSubscriptions
@@ -56,12 +57,33 @@ def should_mask(error: GraphQLError) -> bool:
     original = error.original_error
     if original is None or isinstance(original, (GraphQLError, MeterflowError)):
         return False
+    if is_timeout(original):
+        log.warning(
+            "statement timeout in GraphQL field %s", ".".join(str(p) for p in error.path or ())
+        )
+        return True
     log.error(
         "unexpected error in GraphQL field %s",
         ".".join(str(p) for p in error.path or ()),
         exc_info=(type(original), original, original.__traceback__),
     )
     return True
+
+
+class MaskUnexpectedErrors(MaskErrors):
+    """Masks what should_mask says, except that a cancelled statement says so (TIMEOUT)."""
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        if error.original_error is not None and is_timeout(error.original_error):
+            return GraphQLError(
+                TIMEOUT_MESSAGE,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions={"code": "TIMEOUT"},
+            )
+        return super().anonymise_error(error)
 
 
 def build_schema(
@@ -73,7 +95,7 @@ def build_schema(
         subscription=Subscription,
         # Factories: Strawberry builds fresh extension instances per operation.
         extensions=[
-            lambda: MaskErrors(
+            lambda: MaskUnexpectedErrors(
                 should_mask_error=should_mask, error_message="Internal server error."
             ),
             lambda: QueryDepthLimiter(max_depth=max_depth),

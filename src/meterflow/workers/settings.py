@@ -60,7 +60,11 @@ CRON_JOBS = [
 
 
 def build_worker(settings: Settings, *, handle_signals: bool = True, burst: bool = False) -> Worker:
-    engine = create_engine(settings.database_url, pool_size=5)
+    engine = create_engine(
+        settings.database_url,
+        pool_size=5,
+        statement_timeout_ms=settings.worker_statement_timeout_ms,
+    )
     jobs = JobQueue(settings.redis_url)
 
     async def on_startup(ctx: dict[str, Any]) -> None:
