@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -68,6 +69,9 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # What start-up built lives as long as the process: keep it out of the collector's
+        # full passes, which a large answer triggers and which hold the event loop meanwhile.
+        gc.freeze()
         try:
             yield
         finally:

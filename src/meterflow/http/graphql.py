@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, parse_content_type
 from redis.asyncio import Redis
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -124,6 +125,14 @@ class GraphQLView(GraphQL[Context, None]):
             code = ERROR_CODES.get(exc.status_code, "BAD_REQUEST")
             response = graphql_error_response(exc.status_code, code, exc.reason)
         await response(scope, receive, send)
+
+    def encode_json(self, data: object) -> str:
+        # A usage answer may hold 50,000 values: orjson encodes it ~10x faster than the
+        # stdlib, which would hold the event loop for a few hundred ms. Same JSON, as text.
+        try:
+            return orjson.dumps(data).decode()
+        except TypeError:  # e.g. an integer past 64 bits inside a JSON scalar
+            return super().encode_json(data)  # type: ignore[return-value]
 
     def parse_json(self, data: str | bytes, what: str = "a JSON query parameter") -> Any:
         """Request JSON (the body, GET's variables and extensions): strict, ≤ 64 levels deep."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -191,4 +193,6 @@ async def usage_endpoint(request: Request) -> Response:
         if is_transient(exc):
             return _error(503, "the database is unavailable; retry shortly")
         raise
-    return JSONResponse(render(answer, body))
+    # Up to MAX_VALUES values to render and encode: kept off the event loop.
+    content = await asyncio.to_thread(lambda: orjson.dumps(render(answer, body)))
+    return Response(content, media_type="application/json")

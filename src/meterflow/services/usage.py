@@ -12,6 +12,7 @@ answer never holds the event loop.
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -48,10 +49,37 @@ MAX_LIMIT = 1_000_000
 # Rows one query reads (a group's bucket, or a DURATION interval) and values one answer holds
 # (groups times intervals): both bound memory and CPU whatever the data.
 MAX_ROWS = 500_000
-MAX_VALUES = 100_000
+MAX_VALUES = 50_000
 # Sums of values < 10^18 with 12 decimals need 30 digits; 28 (the default) would round them.
 EXACT = Context(prec=60)
 ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class Limits:
+    earliest: datetime = EARLIEST
+    latest: datetime = LATEST
+    buckets: int = MAX_BUCKETS
+    group_by: int = MAX_GROUP_BY
+    filter_keys: int = MAX_FILTER_KEYS
+    filter_values: int = MAX_FILTER_VALUES
+    rows: int = MAX_ROWS
+    values: int = MAX_VALUES
+
+
+# What a request may ask (an API key's or a customer token's, over GraphQL or REST).
+REQUEST_LIMITS = Limits()
+# meterflow's own queries (re-rating every customer of a plan, alert rules over every
+# customer) are sized by the account's data, not by a caller: only datetime's range bounds them.
+INTERNAL = Limits(
+    earliest=datetime(1, 1, 1, tzinfo=UTC),
+    buckets=sys.maxsize,
+    group_by=sys.maxsize,
+    filter_keys=sys.maxsize,
+    filter_values=sys.maxsize,
+    rows=sys.maxsize - 1,
+    values=sys.maxsize,
+)
 HUNDRED = Decimal(100)
 CENT = Decimal("0.01")
 
@@ -70,7 +98,7 @@ class UsageQuery:
     aggregation: MeterType | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class UsagePoint:
     start: datetime
     value: Decimal
@@ -91,15 +119,17 @@ class UsageAnswer:
     groups: list[UsageGroup]
 
 
-def _utc(moment: datetime, name: str) -> datetime:
-    """A query time in UTC (a time without a zone is UTC), inside [EARLIEST, LATEST]."""
+def _utc(moment: datetime, name: str, limits: Limits) -> datetime:
+    """A query time in UTC (a time without a zone is UTC), inside the limits' window."""
     try:
         moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        inside = limits.earliest <= moment <= limits.latest
     except OverflowError:  # 0001-01-01T00:00-01:00 has no UTC datetime
-        moment = LATEST + timedelta(days=1)
-    if not EARLIEST <= moment <= LATEST:
+        inside = False
+    if not inside:
         raise ValidationError(
-            f"{name} must lie between {EARLIEST.isoformat()} and {LATEST.isoformat()}",
+            f"{name} must lie between {limits.earliest.isoformat()} and "
+            f"{limits.latest.isoformat()}",
             field=name,
         )
     return moment
@@ -119,25 +149,25 @@ def _encodable(value: str) -> bool:
     return True
 
 
-def _check_shape(query: UsageQuery) -> tuple[datetime, datetime]:
+def _check_shape(query: UsageQuery, limits: Limits) -> tuple[datetime, datetime]:
     """Checks that need no database; returns the range in UTC."""
-    start, end = _utc(query.start, "startTime"), _utc(query.end, "endTime")
+    start, end = _utc(query.start, "startTime", limits), _utc(query.end, "endTime", limits)
     if end <= start:
         raise ValidationError("endTime must be after startTime", field="endTime")
     _text(query.meter_api_name, "meterApiName")
-    if len(query.group_by) > MAX_GROUP_BY:
-        raise ValidationError(f"groupBy takes at most {MAX_GROUP_BY} keys", field="groupBy")
-    if len(query.filter) > MAX_FILTER_KEYS:
-        raise ValidationError(f"filter takes at most {MAX_FILTER_KEYS} keys", field="filter")
+    if len(query.group_by) > limits.group_by:
+        raise ValidationError(f"groupBy takes at most {limits.group_by} keys", field="groupBy")
+    if len(query.filter) > limits.filter_keys:
+        raise ValidationError(f"filter takes at most {limits.filter_keys} keys", field="filter")
     for key in query.group_by:
         _text(key, "groupBy")
     for key, values in query.filter.items():
         _text(key, "filter")
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise ValidationError(f"filter {key!r} must be a list of strings", field="filter")
-        if len(values) > MAX_FILTER_VALUES:
+        if len(values) > limits.filter_values:
             raise ValidationError(
-                f"filter {key!r} has {len(values)} values; the limit is {MAX_FILTER_VALUES}",
+                f"filter {key!r} has {len(values)} values; the limit is {limits.filter_values}",
                 field="filter",
             )
         for value in values:
@@ -164,22 +194,22 @@ def _validate(query: UsageQuery, meter: Meter) -> None:
         raise ValidationError("aggregation may be SUM, COUNT or MAX", field="aggregation")
 
 
-def _check_buckets(start: datetime, end: datetime, grouping: Grouping) -> None:
+def _check_buckets(start: datetime, end: datetime, grouping: Grouping, limits: Limits) -> None:
     count = bucket_count(start, end, grouping)
-    if count > MAX_BUCKETS:
+    if count > limits.buckets:
         raise ValidationError(
-            f"the range has {count} {grouping.value} intervals; the limit is {MAX_BUCKETS}: "
+            f"the range has {count} {grouping.value} intervals; the limit is {limits.buckets}: "
             "use a coarser timeGroupingInterval or a shorter range",
             field="timeGroupingInterval",
         )
 
 
-def _all_rows(result: Result[Any]) -> Sequence[Any]:
-    """The rows of a query that asked for at most MAX_ROWS + 1 of them."""
+def _all_rows(result: Result[Any], limit: int) -> Sequence[Any]:
+    """The rows of a query that asked for at most `limit` + 1 of them."""
     rows = result.all()
-    if len(rows) > MAX_ROWS:
+    if len(rows) > limit:
         raise ValidationError(
-            f"the query reads more than {MAX_ROWS} rows (groups by intervals); filter it, group "
+            f"the query reads more than {limit} rows (groups by intervals); filter it, group "
             "by fewer keys, use a coarser timeGroupingInterval or a shorter range",
             field="groupBy",
         )
@@ -196,14 +226,16 @@ class _Sql:
         end: datetime,
         account_id: uuid.UUID,
         meter_id: uuid.UUID,
+        max_rows: int,
     ) -> None:
+        self.max_rows = max_rows
         self.params: dict[str, Any] = {
             "account_id": account_id,
             "meter_id": meter_id,
             "start": start,
             "end": end,
             "unit": query.grouping.value.lower(),
-            "row_limit": MAX_ROWS + 1,
+            "row_limit": max_rows + 1,
         }
         # Daily rows answer exactly when nothing asks for dimensions and buckets are whole
         # days; they are far fewer than hourly rows for month-long, all-customer queries.
@@ -228,6 +260,9 @@ class _Sql:
             return "customer_id"
         self.params[name] = key
         return f"(dimensions ->> :{name})"
+
+    def rows(self, result: Result[Any]) -> Sequence[Any]:
+        return _all_rows(result, self.max_rows)
 
     def where(self, *extra: str) -> str:
         return " AND ".join(
@@ -257,9 +292,14 @@ Shaper = Callable[[], tuple[Buckets, Totals]]
 
 
 async def query_usage(
-    session: AsyncSession, *, account_id: uuid.UUID, query: UsageQuery, now: datetime
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    query: UsageQuery,
+    now: datetime,
+    limits: Limits = REQUEST_LIMITS,
 ) -> UsageAnswer:
-    start, end = _check_shape(query)
+    start, end = _check_shape(query, limits)
     meter = await meters.get_meter(
         session, account_id=account_id, meter_api_name=query.meter_api_name
     )
@@ -267,8 +307,8 @@ async def query_usage(
         raise NotFoundError(f"no meter {query.meter_api_name!r} in this account")
     _validate(query, meter)
     start, end = floor(start, Grouping.HOUR), ceil_hour(end)
-    _check_buckets(start, end, query.grouping)
-    sql = _Sql(query, start, end, account_id, meter.id)
+    _check_buckets(start, end, query.grouping, limits)
+    sql = _Sql(query, start, end, account_id, meter.id, limits.rows)
     kind = query.aggregation or meter.meter_type
 
     shaper: Shaper
@@ -282,7 +322,7 @@ async def query_usage(
         shaper = await _additive(session, sql, kind)
     baseline = await _running_baseline(session, sql) if kind is MeterType.RUNNING_TOTAL else None
     # Up to MAX_ROWS rows and MAX_VALUES values: seconds of Python, kept off the event loop.
-    return await asyncio.to_thread(_shape, meter, query, start, end, kind, shaper, baseline)
+    return await asyncio.to_thread(_shape, meter, query, start, end, kind, shaper, baseline, limits)
 
 
 def _shape(
@@ -293,6 +333,7 @@ def _shape(
     kind: MeterType,
     shaper: Shaper,
     baseline_rows: Result[Any] | None,
+    limits: Limits,
 ) -> UsageAnswer:
     with localcontext(EXACT):
         per_bucket, totals = shaper()
@@ -301,7 +342,7 @@ def _shape(
             size = len(query.group_by)
             baseline = {
                 _group_key(row, size, 1): row[0]
-                for row in _all_rows(baseline_rows)
+                for row in _all_rows(baseline_rows, limits.rows)
                 if row[0] is not None
             }
             # The running total as of the range's end: where the last bucket ends up.
@@ -319,10 +360,10 @@ def _shape(
         )
         if query.limit is not None:
             ordered = ordered[: query.limit]
-        if len(ordered) * len(intervals) > MAX_VALUES:
+        if len(ordered) * len(intervals) > limits.values:
             raise ValidationError(
                 f"the answer would hold {len(ordered)} groups x {len(intervals)} intervals = "
-                f"{len(ordered) * len(intervals)} values; the limit is {MAX_VALUES}: set a "
+                f"{len(ordered) * len(intervals)} values; the limit is {limits.values}: set a "
                 "limit, filter, or use a coarser timeGroupingInterval",
                 field="limit",
             )
@@ -357,7 +398,7 @@ async def _additive(session: AsyncSession, sql: _Sql, kind: MeterType) -> Shaper
 
     def shape() -> tuple[Buckets, Totals]:
         per_bucket: Buckets = defaultdict(dict)
-        for row in _all_rows(result):
+        for row in sql.rows(result):
             total_sum, total_count, top = row[1 + size], row[2 + size], row[3 + size]
             value: Decimal
             if kind is MeterType.COUNT:
@@ -418,7 +459,7 @@ async def _latest(session: AsyncSession, sql: _Sql) -> Shaper:
     def shape() -> tuple[Buckets, Totals]:
         per_bucket: Buckets = defaultdict(dict)
         last: dict[tuple[str, ...], tuple[datetime, int, Decimal]] = {}
-        for row in _all_rows(result):
+        for row in sql.rows(result):
             group = _group_key(row, size, 1)
             value, when, seq = row[1 + size], row[2 + size], row[3 + size]
             per_bucket[group][row[0]] = value
@@ -450,10 +491,10 @@ async def _unique(session: AsyncSession, sql: _Sql) -> Shaper:
 
     def shape() -> tuple[Buckets, Totals]:
         per_bucket: Buckets = defaultdict(dict)
-        for row in _all_rows(result):
+        for row in sql.rows(result):
             per_bucket[_group_key(row, size, 1)][row[0]] = Decimal(row[1 + size])
         # Distinct over the whole range, not a sum of per-bucket counts.
-        return per_bucket, {_group_key(r, size, 1): Decimal(r[0]) for r in _all_rows(total_result)}
+        return per_bucket, {_group_key(r, size, 1): Decimal(r[0]) for r in sql.rows(total_result)}
 
     return shape
 
@@ -479,15 +520,15 @@ async def _duration(
     grouping = query.grouping
 
     def shape() -> tuple[Buckets, Totals]:
-        rows = _all_rows(result)
+        rows = sql.rows(result)
         # An interval still open runs to now (the running invoice), never past the range end.
         horizon = min(end, max(now, start))
         spans = [(max(row[0], start), min(row[1] or horizon, horizon)) for row in rows]
         # Each interval is split at every bucket it crosses: bound the splits before splitting.
         cells = sum(bucket_count(on, off, grouping) for on, off in spans if on < off)
-        if cells > MAX_ROWS:
+        if cells > sql.max_rows:
             raise ValidationError(
-                f"the intervals cross {cells} buckets; the limit is {MAX_ROWS}: use a coarser "
+                f"the intervals cross {cells} buckets; the limit is {sql.max_rows}: use a coarser "
                 "timeGroupingInterval or a shorter range",
                 field="timeGroupingInterval",
             )
