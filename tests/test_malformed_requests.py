@@ -383,3 +383,22 @@ async def test_usage_with_a_good_body_still_answers(
     )
     assert response.status_code == 200, response.text
     assert len(response.json()["secondsSinceEpochIntervals"]) == 1
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        '{ customer(customerId: "a\\u0000b") { name } }',
+        '{ meterEvents(filter: {customerId: "a\\u0000b"}) { edges { cursor } } }',
+        '{ meterEvents(filter: {meterApiName: "\\u0000"}) { edges { cursor } } }',
+    ],
+    ids=["customer", "events-customer", "events-meter"],
+)
+async def test_values_the_database_cannot_hold_are_bad_input_not_masked(
+    http: httpx.AsyncClient, gql: GraphQLClient, document: str
+) -> None:
+    errors = await gql.errors(document)
+    assert errors[0]["extensions"]["code"] == "BAD_INPUT", errors
+    assert "0x00" in errors[0]["message"], errors
+    assert "SELECT" not in errors[0]["message"]
+    await assert_healthy(http, gql)

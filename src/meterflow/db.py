@@ -73,6 +73,18 @@ def is_timeout(exc: BaseException) -> bool:
     )
 
 
+def bad_value(exc: BaseException) -> str | None:
+    """PostgreSQL's own words when it refused a value (SQLSTATE class 22, "data exception":
+    a NUL in text, a number or date out of range), which only a client's input can cause."""
+    for cause in _causes(exc):
+        sqlstate = getattr(cause, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith("22"):
+            # asyncpg's message is the server's first line: no statement, no parameters.
+            message = getattr(cause, "message", None) or str(cause.args[0] if cause.args else "")
+            return str(message).splitlines()[0] if message else "invalid value"
+    return None
+
+
 def is_transient(exc: BaseException) -> bool:
     """A failure worth retrying: the database is unreachable, restarting, or aborted us.
 
