@@ -435,3 +435,71 @@ async def test_a_statement_past_the_timeout_is_a_clear_error(
         # The lock is gone: the same query answers.
         data = await gql(USAGE, {"input": hourly})
         assert len(data["usage"]["intervals"]) == 24
+
+
+# ---------------------------------------------------------------- billing periods from a request
+
+
+async def active_plan(gql: GraphQLClient, interval: str = "DAY") -> str:
+    await create_meter(gql, "calls")
+    plan = (
+        await gql(
+            """mutation($i: BillingInterval!) { createPricingPlan(input: {name: "p",
+            billingPeriod: {interval: $i}, items: [{meterApiName: "calls",
+            priceModel: {type: "per_unit", unitPrice: "0.25"}}]}) { ... on PricingPlan { id } } }""",
+            {"i": interval},
+        )
+    )["createPricingPlan"]["id"]
+    await gql("mutation($id: ID!) { activatePricingPlan(id: $id) { __typename } }", {"id": plan})
+    await gql('mutation { createCustomer(input: {customerId: "payer"}) { __typename } }')
+    return plan  # type: ignore[no-any-return]
+
+
+ASSIGN = """mutation($p: ID!, $t: DateTime) { assignPricingPlan(input: {customerId: "payer",
+    planId: $p, startTime: $t}) { __typename ... on Error { code message } } }"""
+
+
+@pytest.mark.parametrize(
+    ("interval", "start"),
+    [
+        ("YEAR", "9999-06-01T00:00:00Z"),
+        ("MONTH", "9999-12-31T23:00:00Z"),
+        ("DAY", "0001-01-01T00:00:00Z"),
+        ("DAY", "0001-01-01T00:00:00+05:00"),
+        ("WEEK", "1900-01-01T00:00:00Z"),
+    ],
+)
+async def test_a_plan_assignment_outside_the_time_window_is_refused(
+    http: httpx.AsyncClient, gql: GraphQLClient, interval: str, start: str
+) -> None:
+    plan = await active_plan(gql, interval)
+    started = time.monotonic()
+    result = (await gql(ASSIGN, {"p": plan, "t": start}))["assignPricingPlan"]
+    assert time.monotonic() - started < 5
+    assert result["__typename"] == "ValidationError", result
+    assert "startTime must lie between" in result["message"], result
+    invoices = await gql('{ invoices(customerId: "payer") { edges { cursor } } }')
+    assert invoices["invoices"]["edges"] == []
+    assert (await http.get("/healthz")).status_code == 200
+
+
+async def test_a_plan_assignment_without_a_zone_is_utc(gql: GraphQLClient) -> None:
+    plan = await active_plan(gql, "MONTH")
+    start = (NOW - timedelta(days=40)).replace(tzinfo=None, day=1, hour=0).isoformat()
+    result = (await gql(ASSIGN, {"p": plan, "t": start}))["assignPricingPlan"]
+    assert result["__typename"] == "PlanAssignment", result
+
+
+async def test_credits_expiring_without_a_zone_or_at_the_end_of_time_are_not_a_500(
+    gql: GraphQLClient,
+) -> None:
+    await active_plan(gql, "MONTH")
+    for expires in ("2999-01-01T00:00:00", "9999-12-31T23:59:59-05:00"):
+        result = await gql.post(
+            """mutation($e: DateTime) { grantCredits(input: {customerId: "payer", amount: "5",
+                expiresAt: $e}) { __typename ... on Error { code message } } }""",
+            {"e": expires},
+        )
+        body = result.json()
+        assert "errors" not in body, body
+        assert body["data"]["grantCredits"]["__typename"] in ("Wallet", "ValidationError"), body

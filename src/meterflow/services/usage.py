@@ -35,12 +35,11 @@ from meterflow.services.timebuckets import (
     floor,
     following,
 )
+from meterflow.services.validation import EARLIEST, LATEST, utc_time
 
 CUSTOMER = "customerId"
-# Query times lie in this window: nothing is metered before 1970, and the end leaves room for
-# the last bucket's end (a MONTH or WEEK bucket) without overflowing Python's datetime.
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+# Query times lie in [EARLIEST, LATEST]: nothing is metered before 1970, and the end leaves room
+# for the last bucket's end (a MONTH or WEEK bucket) without overflowing Python's datetime.
 MAX_BUCKETS = 10_000
 MAX_GROUP_BY = 10
 MAX_FILTER_KEYS = 20
@@ -120,19 +119,7 @@ class UsageAnswer:
 
 
 def _utc(moment: datetime, name: str, limits: Limits) -> datetime:
-    """A query time in UTC (a time without a zone is UTC), inside the limits' window."""
-    try:
-        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-        inside = limits.earliest <= moment <= limits.latest
-    except OverflowError:  # 0001-01-01T00:00-01:00 has no UTC datetime
-        inside = False
-    if not inside:
-        raise ValidationError(
-            f"{name} must lie between {limits.earliest.isoformat()} and "
-            f"{limits.latest.isoformat()}",
-            field=name,
-        )
-    return moment
+    return utc_time(moment, field=name, earliest=limits.earliest, latest=limits.latest)
 
 
 def _text(value: str, name: str) -> None:
