@@ -446,7 +446,8 @@ async def active_plan(gql: GraphQLClient, interval: str = "DAY") -> str:
         await gql(
             """mutation($i: BillingInterval!) { createPricingPlan(input: {name: "p",
             billingPeriod: {interval: $i}, items: [{meterApiName: "calls",
-            priceModel: {type: "per_unit", unitPrice: "0.25"}}]}) { ... on PricingPlan { id } } }""",
+            priceModel: {type: "per_unit", unitPrice: "0.25"}}]}) {
+              ... on PricingPlan { id } } }""",
             {"i": interval},
         )
     )["createPricingPlan"]["id"]

@@ -38,8 +38,6 @@ from meterflow.services.timebuckets import (
 from meterflow.services.validation import EARLIEST, LATEST, utc_time
 
 CUSTOMER = "customerId"
-# Query times lie in [EARLIEST, LATEST]: nothing is metered before 1970, and the end leaves room
-# for the last bucket's end (a MONTH or WEEK bucket) without overflowing Python's datetime.
 MAX_BUCKETS = 10_000
 MAX_GROUP_BY = 10
 MAX_FILTER_KEYS = 20
@@ -56,6 +54,8 @@ ZERO = Decimal(0)
 
 @dataclass(frozen=True)
 class Limits:
+    # Query times: nothing is metered before 1970, and LATEST leaves room for the last bucket's
+    # end (a MONTH or WEEK bucket) inside Python's datetime range.
     earliest: datetime = EARLIEST
     latest: datetime = LATEST
     buckets: int = MAX_BUCKETS
