@@ -1,4 +1,4 @@
-"""GraphQL string arguments holding a NUL or a lone surrogate: a clear BAD_USER_INPUT error,
+"""GraphQL string arguments holding a NUL or a lone surrogate: a clear BAD_INPUT error,
 before anything touches the database (PostgreSQL cannot store either), never an internal error.
 `ingestMeterEvents` is the exception: there a bad event is rejected on its own."""
 
@@ -62,7 +62,7 @@ async def _post(gql: GraphQLClient, query: str, variables: Any = None) -> httpx.
 def _refused(body: dict[str, Any]) -> str:
     assert body.get("data") in (None, {}), body
     [error] = body["errors"]
-    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    assert error["extensions"]["code"] == "BAD_INPUT", error
     assert "Internal server error" not in error["message"]
     return str(error["message"])
 

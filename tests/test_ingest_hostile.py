@@ -333,9 +333,10 @@ async def test_graphql_non_finite_floats_are_a_clear_error_not_a_500(
     for field in ("meterValue", "meterTimeInMillis"):
         events = f"{good('f1')}, {hostile(field, token)}"
         response = await graphql_raw(http, account.admin_key, events)
-        assert response.status_code < 500, response.text
+        # Not JSON at all (RFC 8259 has no NaN, Infinity or numbers past a double): a 400.
+        assert response.status_code == 400, response.text
         (error,) = response.json()["errors"]
-        assert "Float cannot represent non numeric value" in error["message"]
+        assert "NaN, Infinity and numbers beyond a double's range" in error["message"], error
     # Written in the query itself, an infinite Float is that event's rejection.
     literal = f"""mutation {{ ingestMeterEvents(events: [
         {{meterApiName: "calls", customerId: "c1", meterValue: 1e400, meterTimeInMillis: {NOW_MS}}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,7 +37,9 @@ INGEST_PATHS = ("/ingest", "/ingest/", "/")
 def create_app(settings: Settings) -> Starlette:
     # First: without a usable secret key (SecretKeyError says how to set one) nothing starts.
     secret_keys = settings.required_secret_keys()
-    engine = create_engine(settings.database_url)
+    engine = create_engine(
+        settings.database_url, statement_timeout_ms=settings.statement_timeout_ms
+    )
     session_factory = create_session_factory(engine)
     redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
     metrics = Metrics()
@@ -63,6 +66,9 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # What start-up built lives as long as the process: keep it out of the collector's
+        # full passes, which a large answer triggers and which hold the event loop meanwhile.
+        gc.freeze()
         try:
             yield
         finally:

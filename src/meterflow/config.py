@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     max_aliases: int = 30
     max_page_size: int = 500
 
+    # PostgreSQL statement_timeout on every connection of the API process: a request's
+    # statement that runs (or waits on a lock) longer is cancelled and answered TIMEOUT/504.
+    statement_timeout_ms: int = Field(default=15_000, ge=0)
+    # The worker's own, larger: a rollup step over a backlog may legitimately run long, but a
+    # stuck statement is still cancelled and its job retried. 0 means no timeout.
+    worker_statement_timeout_ms: int = Field(default=600_000, ge=0)
+
     # Alert delivery: retries back off from this many seconds, doubling, up to max attempts.
     alert_retry_base_seconds: float = 2.0
     alert_max_attempts: int = 6

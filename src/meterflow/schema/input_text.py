@@ -4,7 +4,7 @@ A NUL character, or an unpaired UTF-16 surrogate (JSON's "\\ud800", which Python
 lone surrogate), cannot be sent to PostgreSQL at all: asyncpg fails to encode it, or the server
 refuses it, and the operation would end as a masked internal error. So every string an
 operation passes, as a literal or through a variable, is checked once, before validation, and
-such an operation is refused with `BAD_USER_INPUT` naming the argument.
+such an operation is refused with `BAD_INPUT` naming the argument.
 
 The one exception is `ingestMeterEvents(events:)`: a bad event there is that event's own
 REJECTED outcome (services/event_records.py), so one hostile event never costs its batch.
@@ -111,7 +111,7 @@ class StorableInputText(SchemaExtension):
                     GraphQLError(
                         f"argument {where} contains a NUL character or an unpaired surrogate, "
                         "which cannot be stored",
-                        extensions={"code": "BAD_USER_INPUT"},
+                        extensions={"code": "BAD_INPUT"},
                     )
                 ]
         yield

@@ -9,6 +9,7 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.tools import merge_types
 
+from meterflow.db import TIMEOUT_MESSAGE, bad_value, is_timeout
 from meterflow.errors import MeterflowError
 from meterflow.resolvers.accounts import AccountMutations, AccountQueries
 from meterflow.resolvers.alerts import AlertMutations, AlertQueries, AlertSubscriptions
@@ -58,12 +59,46 @@ def should_mask(error: GraphQLError) -> bool:
     original = error.original_error
     if original is None or isinstance(original, (GraphQLError, MeterflowError)):
         return False
+    if is_timeout(original):
+        log.warning(
+            "statement timeout in GraphQL field %s", ".".join(str(p) for p in error.path or ())
+        )
+        return True
+    if bad_value(original) is not None:
+        return True  # not a bug: answered BAD_INPUT with the database's reason
     log.error(
         "unexpected error in GraphQL field %s",
         ".".join(str(p) for p in error.path or ()),
         exc_info=(type(original), original, original.__traceback__),
     )
     return True
+
+
+class MaskUnexpectedErrors(MaskErrors):
+    """Masks what should_mask says, except that the two database refusals a client causes
+    say what happened: a cancelled statement (TIMEOUT) and a value PostgreSQL cannot hold
+    (BAD_INPUT, e.g. a NUL in a string), neither with the statement."""
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        original = error.original_error
+        if original is not None and is_timeout(original):
+            return self._explained(error, TIMEOUT_MESSAGE, "TIMEOUT")
+        if original is not None and (reason := bad_value(original)) is not None:
+            return self._explained(
+                error, f"a value in the request was refused: {reason}", "BAD_INPUT"
+            )
+        return super().anonymise_error(error)
+
+    @staticmethod
+    def _explained(error: GraphQLError, message: str, code: str) -> GraphQLError:
+        return GraphQLError(
+            message,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": code},
+        )
 
 
 def build_schema(
@@ -75,7 +110,7 @@ def build_schema(
         subscription=Subscription,
         # Factories: Strawberry builds fresh extension instances per operation.
         extensions=[
-            lambda: MaskErrors(
+            lambda: MaskUnexpectedErrors(
                 should_mask_error=should_mask, error_message="Internal server error."
             ),
             lambda: QueryDepthLimiter(max_depth=max_depth),

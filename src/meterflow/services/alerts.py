@@ -206,6 +206,7 @@ async def _values(
                 group_by=(usage.CUSTOMER,),
                 filter={usage.CUSTOMER: customers},
             ),
+            limits=usage.INTERNAL,  # every customer of a rule: sized by the data, not a caller
         )
         totals = {g.group[usage.CUSTOMER]: g.total for g in answer.groups}
         return {c: totals.get(c, Decimal(0)) for c in customers}

@@ -63,7 +63,10 @@ async def usage_for(
             group_by=(usage.CUSTOMER, *dims),
             filter={usage.CUSTOMER: customer_ids},
         )
-        answer = await usage.query_usage(session, account_id=account_id, query=query, now=now)
+        # Sized by the plan's customers, not by a caller: no request limits.
+        answer = await usage.query_usage(
+            session, account_id=account_id, query=query, now=now, limits=usage.INTERNAL
+        )
         counts: dict[tuple[str, ...], int] = {}
         if _needs_counts(model):
             counted = await usage.query_usage(
@@ -71,6 +74,7 @@ async def usage_for(
                 account_id=account_id,
                 now=now,
                 query=usage.UsageQuery(**{**query.__dict__, "aggregation": MeterType.COUNT}),
+                limits=usage.INTERNAL,
             )
             counts = {tuple(g.group.values()): int(g.total) for g in counted.groups}
         per_customer: dict[str, list[tuple[tuple[str, ...], Decimal, int]]] = defaultdict(list)

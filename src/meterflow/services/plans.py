@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -29,6 +29,7 @@ from meterflow.pricing import invoice as pricing
 from meterflow.pricing.models import ByDimension, parse_price_model, to_json
 from meterflow.services import customers, validation
 from meterflow.services.periods import floor_interval
+from meterflow.services.validation import utc_time
 
 CURRENCY_RE = re.compile(r"[A-Z]{3}")
 
@@ -312,6 +313,11 @@ async def default_plan(session: AsyncSession, account_id: uuid.UUID) -> PricingP
     )
 
 
+# No event is older than 2000; a period (up to 120 years) must end inside datetime's range.
+ASSIGNMENTS_FROM = datetime(2000, 1, 1, tzinfo=UTC)
+ASSIGNMENTS_UNTIL = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 async def assign_plan(
     session: AsyncSession,
     *,
@@ -328,6 +334,11 @@ async def assign_plan(
         raise InvalidTransitionError(
             f"plan {plan_id} is {loaded.plan.status}: only an ACTIVE plan can be assigned",
             current_status=loaded.plan.status,
+        )
+    if start_time is not None:
+        # Every period up to now gets an invoice, and periods are computed to their end.
+        start_time = utc_time(
+            start_time, field="startTime", earliest=ASSIGNMENTS_FROM, latest=ASSIGNMENTS_UNTIL
         )
     customer = await customers.get_customer(session, account_id=account_id, customer_id=customer_id)
     if customer is None:

@@ -41,6 +41,26 @@ def ceil_hour(moment: datetime) -> datetime:
     return floored if floored == moment.astimezone(UTC) else floored + timedelta(hours=1)
 
 
+STEPS = {
+    Grouping.HOUR: timedelta(hours=1),
+    Grouping.DAY: timedelta(days=1),
+    Grouping.WEEK: timedelta(weeks=1),
+}
+
+
+def bucket_count(start: datetime, end: datetime, grouping: Grouping) -> int:
+    """How many buckets cover [start, end), by arithmetic: nothing is built, so a limit can
+    be checked before any work (a range of 0001-9999 by HOUR is 87 million buckets)."""
+    first = floor(start, grouping)
+    end = end.astimezone(UTC)
+    if end <= first:
+        return 0
+    if grouping is Grouping.MONTH:
+        months = (end.year - first.year) * 12 + end.month - first.month
+        return months + (0 if floor(end, grouping) == end else 1)
+    return -((first - end) // STEPS[grouping])  # ceiling division
+
+
 def buckets(start: datetime, end: datetime, grouping: Grouping) -> list[datetime]:
     """Bucket starts covering [start, end)."""
     starts = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from meterflow.errors import ValidationError
@@ -19,6 +20,29 @@ TRAIT_VALUE_MAX = 1_000
 def storable(text: str) -> bool:
     """Whether PostgreSQL can store this text (and a UTF-8 answer can quote it)."""
     return "\x00" not in text and (text.isascii() or UNSTORABLE_CHAR.search(text) is None)
+
+
+# Times from clients lie in this window unless a rule is narrower: every datetime computed from
+# them (a bucket's end, a billing period's end) stays inside Python's datetime range.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def utc_time(
+    value: datetime, *, field: str, earliest: datetime = EARLIEST, latest: datetime = LATEST
+) -> datetime:
+    """A client's time in UTC (a time without a zone is UTC), between earliest and latest."""
+    try:
+        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        inside = earliest <= moment <= latest
+    except OverflowError:  # 0001-01-01T00:00+05:00 has no UTC datetime
+        inside = False
+    if not inside:
+        raise ValidationError(
+            f"{field} must lie between {earliest.isoformat()} and {latest.isoformat()}",
+            field=field,
+        )
+    return moment
 
 
 def required_text(value: str | None, *, field: str, max_length: int) -> str:

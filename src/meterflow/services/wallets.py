@@ -23,6 +23,7 @@ from meterflow.models import CreditAllocation, CreditGrant, LedgerKind, WalletLe
 from meterflow.pricing.money import quantum
 from meterflow.services import customers
 from meterflow.services.pagination import Page
+from meterflow.services.validation import utc_time
 
 ZERO = Decimal(0)
 
@@ -112,6 +113,8 @@ async def grant(
         )
     if ratio is not None and (not ratio.is_finite() or ratio <= 0):
         raise ValidationError("ratio must be positive", field="ratio")
+    if expires_at is not None:
+        expires_at = utc_time(expires_at, field="expiresAt")
     if expires_at is not None and expires_at <= now:
         raise ValidationError("expiresAt is in the past", field="expiresAt")
     if (

@@ -67,7 +67,11 @@ def build_worker(settings: Settings, *, handle_signals: bool = True, burst: bool
         logging.getLogger(name).setLevel(logging.WARNING)
     # Deliveries open webhook secrets and URLs sealed with a key derived from the secret key.
     secret_box = SecretBox.from_keys(settings.required_secret_keys())
-    engine = create_engine(settings.database_url, pool_size=5)
+    engine = create_engine(
+        settings.database_url,
+        pool_size=5,
+        statement_timeout_ms=settings.worker_statement_timeout_ms,
+    )
     jobs = JobQueue(settings.redis_url)
 
     async def on_startup(ctx: dict[str, Any]) -> None:
