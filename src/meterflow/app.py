@@ -15,6 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 from meterflow.config import DEFAULT_SECRET_KEY, Settings
 from meterflow.db import create_engine, create_session_factory
 from meterflow.http.auth import RequireApiKey
+from meterflow.http.credential_watch import CredentialWatch
 from meterflow.http.embed import routes as embed_routes
 from meterflow.http.graphql import GraphQLView
 from meterflow.http.health import healthz
@@ -53,10 +54,13 @@ def create_app(settings: Settings) -> Starlette:
             "METERFLOW_SECRET_KEY is not set: customer session tokens are signed with a public "
             "default key; set a long random secret in production"
         )
+    credential_watch = CredentialWatch(session_factory, broker)
     graphql = GraphQLView(
         schema,
         session_factory=session_factory,
         max_page_size=settings.max_page_size,
+        credential_watch=credential_watch,
+        max_message_bytes=settings.max_request_bytes,
         jobs=jobs,
         broker=broker,
         redis=redis,
@@ -69,6 +73,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            await credential_watch.close()
             await broker.close()
             await jobs.close()
             await redis.aclose()
