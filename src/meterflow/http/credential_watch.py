@@ -121,9 +121,14 @@ class CredentialWatch:
         wanted, answer = batch
         answer.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved
         try:
-            answer.set_result(await self._invalid(wanted))
+            reasons = await self._invalid(wanted)
+        except asyncio.CancelledError:
+            answer.cancel()
+            raise
         except Exception as exc:
             answer.set_exception(exc)
+        else:
+            answer.set_result(reasons)
 
     async def sweep(self) -> None:
         """Close every socket whose credential no longer holds: one query for all of them."""
