@@ -16,6 +16,7 @@ from starlette.routing import Route, WebSocketRoute
 from meterflow.config import Settings
 from meterflow.db import create_engine, create_session_factory
 from meterflow.http.auth import RequireApiKey
+from meterflow.http.credential_watch import CredentialWatch
 from meterflow.http.embed import routes as embed_routes
 from meterflow.http.graphql import GraphQLView
 from meterflow.http.health import healthz
@@ -51,10 +52,13 @@ def create_app(settings: Settings) -> Starlette:
         max_aliases=settings.max_aliases,
     )
     broker = Broker(settings.redis_url)
+    credential_watch = CredentialWatch(session_factory, broker)
     graphql = GraphQLView(
         schema,
         session_factory=session_factory,
         max_page_size=settings.max_page_size,
+        credential_watch=credential_watch,
+        max_message_bytes=settings.max_request_bytes,
         jobs=jobs,
         broker=broker,
         redis=redis,
@@ -72,6 +76,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            await credential_watch.close()
             await broker.close()
             await jobs.close()
             await redis.aclose()

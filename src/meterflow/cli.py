@@ -120,6 +120,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         log_level=settings.log_level,
         proxy_headers=True,
         timeout_graceful_shutdown=10,
+        # WebSocket messages have the HTTP body limit; the frame reader stops a larger one early.
+        ws_max_size=settings.max_request_bytes,
     )
     return 0
 
@@ -234,6 +236,7 @@ async def _dev_async(args: argparse.Namespace, settings: Settings, data_dir: Pat
             port=args.port,
             log_level=settings.log_level,
             timeout_graceful_shutdown=5,
+            ws_max_size=settings.max_request_bytes,
         )
     )
     worker = build_worker(settings, handle_signals=False)

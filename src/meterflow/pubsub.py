@@ -42,6 +42,12 @@ def customer_channels(account_id: uuid.UUID, customer_id: str) -> list[str]:
     return [channel(account_id, topic, customer_id) for topic in ("usage", "invoice", "wallet")]
 
 
+def credentials_channel(account_id: uuid.UUID) -> str:
+    """Where an account announces that one of its keys or session tokens was revoked: API
+    processes then re-check the credentials of the sockets they hold."""
+    return channel(account_id, "credentials", "revoked")
+
+
 async def publish(redis: Redis, *channels: str) -> None:
     """Tell subscribers that something changed. Call only after the change has committed.
     Best effort: a lost notification delays an update, it never corrupts one (subscribers

@@ -1,4 +1,5 @@
-"""The /graphql endpoint: Strawberry's ASGI view with meterflow's context and WebSocket auth."""
+"""The /graphql endpoint: Strawberry's ASGI view with meterflow's context and WebSocket auth
+(the WebSocket protocol handler itself is in graphql_ws.py)."""
 
 from __future__ import annotations
 
@@ -17,13 +18,13 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
 from strawberry.schema import BaseSchema
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
-    BaseGraphQLTransportWSHandler,
-)
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from meterflow.db import SessionFactory
 from meterflow.errors import AuthenticationError
 from meterflow.http.auth import presented_key, resolve_principal
+from meterflow.http.credential_watch import CredentialWatch
+from meterflow.http.graphql_ws import StrictWebSocket, TransportWSHandler
 from meterflow.http.jsonbody import BadJson, loads
 from meterflow.http.responses import graphql_error_response
 from meterflow.jobs import JobQueue
@@ -31,30 +32,6 @@ from meterflow.pubsub import Broker
 from meterflow.schema.context import Context
 from meterflow.secretbox import SecretBox
 from meterflow.services import sessions
-
-
-class _ExplainingSocket:
-    """Wraps the WebSocket so a refused connection_init closes with *why* it was refused
-    (Strawberry always says "Forbidden")."""
-
-    def __init__(self, websocket: Any, context: Context) -> None:
-        self._websocket = websocket
-        self._context = context
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._websocket, name)
-
-    async def close(self, code: int, reason: str) -> None:
-        if code == 4403 and self._context.rejection:
-            reason = self._context.rejection
-        await self._websocket.close(code=code, reason=reason)
-
-
-class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.websocket = _ExplainingSocket(self.websocket, self.context)  # type: ignore[assignment]
-
 
 ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 BODY_SHAPE = (
@@ -85,7 +62,8 @@ def _request_data(data: Any, protocol: Any) -> GraphQLRequestData:
 
 
 class GraphQLView(GraphQL[Context, None]):
-    graphql_transport_ws_handler_class = _TransportWSHandler
+    graphql_transport_ws_handler_class = TransportWSHandler
+    websocket_adapter_class = StrictWebSocket
 
     def __init__(
         self,
@@ -93,6 +71,8 @@ class GraphQLView(GraphQL[Context, None]):
         *,
         session_factory: SessionFactory,
         max_page_size: int,
+        credential_watch: CredentialWatch,
+        max_message_bytes: int,
         jobs: JobQueue | None = None,
         broker: Broker | None = None,
         redis: Redis | None = None,
@@ -109,7 +89,12 @@ class GraphQLView(GraphQL[Context, None]):
             keep_alive=True,
             keep_alive_interval=15,
             allowed_origins=allowed_origins,
+            # Only graphql-transport-ws: the legacy subscriptions-transport-ws handler would
+            # bypass the message and credential checks in graphql_ws.py.
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         )
+        self.credential_watch = credential_watch
+        self.max_message_bytes = max_message_bytes
         self.session_factory = session_factory
         self.max_page_size = max_page_size
         self.jobs = jobs

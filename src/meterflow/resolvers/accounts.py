@@ -6,6 +6,7 @@ import strawberry
 
 from meterflow import models
 from meterflow.errors import NotFoundError
+from meterflow.pubsub import credentials_channel
 from meterflow.resolvers.base import Info, mutate, require_admin
 from meterflow.schema.api_keys import (
     Account,
@@ -77,10 +78,13 @@ class AccountMutations:
 
     @strawberry.mutation(description="Revoke an API key at once.")
     async def revoke_api_key(self, info: Info, id: strawberry.ID) -> RevokeApiKeyResult:
-        return await mutate(
+        result = await mutate(
             info,
             lambda session, principal: accounts.revoke_api_key(
                 session, account_id=principal.account_id, key_id=_key_id(id)
             ),
             ApiKey.from_model,
         )
+        if isinstance(result, ApiKey):  # committed: every API process closes its sockets
+            await info.context.publish(credentials_channel(require_admin(info).account_id))
+        return result

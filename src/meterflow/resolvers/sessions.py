@@ -6,7 +6,8 @@ from typing import Annotated
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from meterflow.resolvers.base import Info, mutate
+from meterflow.pubsub import credentials_channel
+from meterflow.resolvers.base import Info, mutate, require_admin
 from meterflow.schema.errors import NotFoundProblem, ValidationProblem
 from meterflow.services import sessions
 from meterflow.services.accounts import AccountPrincipal
@@ -61,4 +62,7 @@ class SessionMutations:
             )
             return RevokedSession(revoked=True)
 
-        return await mutate(info, revoke, lambda result: result)
+        result = await mutate(info, revoke, lambda result: result)
+        if isinstance(result, RevokedSession):  # committed: every API process closes its sockets
+            await info.context.publish(credentials_channel(require_admin(info).account_id))
+        return result
