@@ -103,7 +103,7 @@ class FuzzServer:
         """What the server wrote to stderr since `offset`, library frames left out.
 
         A 500 is sent before its traceback is logged, so this waits a moment for one."""
-        deadline = time.monotonic() + 2
+        deadline = time.monotonic() + 1
         while True:
             with self.log_path.open("rb") as log:
                 log.seek(offset)
@@ -153,6 +153,14 @@ def condense_tracebacks(text: str) -> str:
             skipping = False
         kept.append(line)
     return "\n".join(kept)
+
+
+def summary(failure: AssertionError) -> str:
+    """The gist of one failure: what was wrong, the answer, and the server's exception."""
+    lines = [line.strip() for line in str(failure).splitlines()]  # pytest indents them
+    answer = next((line for line in lines if line.startswith("answer ")), "")
+    errors = [line for line in lines if ERROR_LINE.match(line)]
+    return " | ".join(part[:240] for part in (lines[0], answer, errors[-1] if errors else ""))
 
 
 def wait_briefly_for_health(server: FuzzServer, seconds: float = 5.0) -> str | None:

@@ -36,9 +36,9 @@ from meterflow.db import SessionFactory, unit_of_work
 from meterflow.models import MeterType
 from meterflow.services import meters
 from tests.conftest import make_account
-from tests.fuzz_support import ERROR_LINE, REQUEST_TIMEOUT_SECONDS, FuzzServer, fuzz_settings
+from tests.fuzz_support import REQUEST_TIMEOUT_SECONDS, FuzzServer, fuzz_settings, summary
 
-pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(180)]
 
 EXAMPLES_PER_FORMAT = 40
 
@@ -605,14 +605,6 @@ async def check_stored(
         f"\nstored only: {[e for e in stored if e not in expected]}"
         f"\nreported only: {[e for e in expected if e not in stored]}"
     )
-
-
-def summary(failure: AssertionError) -> str:
-    """The gist of one failure: what was wrong, the answer, and the server's exception."""
-    lines = [line.strip() for line in str(failure).splitlines()]  # pytest indents them
-    answer = next((line for line in lines if line.startswith("answer ")), "")
-    errors = [line for line in lines if ERROR_LINE.match(line)]
-    return " | ".join(part[:240] for part in (lines[0], answer, errors[-1] if errors else ""))
 
 
 FORMATS: list[Format] = ["json", "ndjson", "csv"]
