@@ -445,7 +445,9 @@ def assemble(fmt: Format, drawn: list[Batch]) -> list[Batch]:
                         # Same uniqueId, another value: still the same event (a DUPLICATE).
                         copy["meterValue"] = "77" if fmt == "csv" else 77
                     batch.records[position] = rec = Rec(
-                        copy, "valid", f"a copy of {original.note} record {copy.get('uniqueId')!r}"
+                        copy,
+                        "valid",
+                        f"a copy of an earlier record (uniqueId {copy.get('uniqueId')!r})",
                     )
             elif isinstance(rec.fields, dict) and rec.uid != "keep":
                 if rec.uid == "fresh":
