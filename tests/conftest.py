@@ -110,9 +110,13 @@ def wait_for_health(
 
 
 @contextmanager
-def running_server(env: dict[str, str], health: int = 200) -> Iterator[str]:
-    """A real `meterflow serve` process on a free port, stopped on exit."""
+def running_server(
+    env: dict[str, str], health: int = 200, output: Path | None = None
+) -> Iterator[str]:
+    """A real `meterflow serve` process on a free port, stopped on exit. With `output`,
+    everything it prints goes to that file (for tests that read its log)."""
     port = free_port()
+    sink = output.open("wb") if output is not None else None
     process = subprocess.Popen(
         [
             sys.executable,
@@ -126,6 +130,8 @@ def running_server(env: dict[str, str], health: int = 200) -> Iterator[str]:
         ],
         env=env,
         cwd=ROOT,
+        stdout=sink,
+        stderr=subprocess.STDOUT if sink is not None else None,
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -137,6 +143,8 @@ def running_server(env: dict[str, str], health: int = 200) -> Iterator[str]:
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
+        if sink is not None:
+            sink.close()
 
 
 @pytest.fixture(scope="session")

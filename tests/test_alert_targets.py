@@ -29,7 +29,7 @@ from sqlalchemy import text
 from meterflow.db import create_engine
 from meterflow.migrations import upgrade
 from tests.client import GraphQLClient, TestAccount
-from tests.conftest import ROOT, _admin_execute, free_port, running_server, wait_for_health
+from tests.conftest import ROOT, _admin_execute, running_server
 from tests.helpers import create_meter, ingest
 from tests.services import TestServices
 from tests.test_alerts import CREATE, hours, until
@@ -168,29 +168,8 @@ def test_serve_and_worker_warn_when_the_switch_is_on(
 ) -> None:
     warning = f"{SWITCH} is on"
     log = tmp_path / "serve.log"
-    port = free_port()
-    with log.open("wb") as out:
-        serve = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "meterflow.cli",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env=server_env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_for_health(f"http://127.0.0.1:{port}", serve)
-        finally:
-            serve.terminate()
-            serve.wait(15)
+    with running_server(server_env, output=log):
+        pass
     assert "WARNING" in log.read_text() and warning in log.read_text()
     with running_worker(server_env, tmp_path / "worker.log") as worker_log:
         deadline = time.monotonic() + 20

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 
 from meterflow.redaction import REDACTED, redact, redact_url
 from tests.client import TestAccount
-from tests.conftest import ROOT, free_port, wait_for_health
+from tests.conftest import running_server
 
 TOKEN_ID = "SENTINELtokenid0123456789abcdefgh"
 SECRETS = (
@@ -31,31 +30,8 @@ SECRETS = (
 def logged_server(server_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """`meterflow serve` with its access log on, everything it prints going to a file."""
     log = tmp_path / "serve.log"
-    port = free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "meterflow.cli",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env={**server_env, "METERFLOW_LOG_LEVEL": "info"},
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_for_health(base, process)
-            yield base, log
-        finally:
-            process.terminate()
-            process.wait(10)
+    with running_server({**server_env, "METERFLOW_LOG_LEVEL": "info"}, output=log) as base:
+        yield base, log
 
 
 def test_no_secret_reaches_the_server_log(
@@ -147,7 +123,6 @@ def test_redact_url_decodes_first() -> None:
 
 def test_exception_text_is_redacted_too() -> None:
     import logging
-    import sys
 
     from meterflow.redaction import RedactSecrets
 
