@@ -13,9 +13,10 @@ from typing import Any
 
 import orjson
 
+from meterflow.http.jsonbody import MAX_DEPTH, deeper_than
+
 CLOSE_MALFORMED = 4400
 CLOSE_TOO_BIG = 1009
-MAX_DEPTH = 64
 # Decoding and depth-checking cost grows with the number of objects and arrays, not the bytes:
 # 8 MiB of `[]` holds 2.7 million of them and ties the event loop up for seconds. A legitimate
 # message (10,000 events with dimensions, or any query) has a few tens of thousands at most.
@@ -52,22 +53,10 @@ def parse(text: str | None, *, max_bytes: int) -> dict[str, Any]:
         raise MalformedMessage("message is not valid JSON") from exc
     if not isinstance(message, dict):
         raise MalformedMessage("a message must be a JSON object")
-    if containers > MAX_DEPTH and _deeper_than(message, MAX_DEPTH):
+    if containers > MAX_DEPTH and deeper_than(message, MAX_DEPTH):
         raise MalformedMessage(f"message nested deeper than {MAX_DEPTH} levels")
     _check_shape(message)
     return message
-
-
-def _deeper_than(value: dict[str, Any] | list[Any], limit: int) -> bool:
-    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        for child in node.values() if isinstance(node, dict) else node:
-            if isinstance(child, dict | list):
-                if depth >= limit:
-                    return True
-                stack.append((child, depth + 1))
-    return False
 
 
 def _check_shape(message: dict[str, Any]) -> None:
