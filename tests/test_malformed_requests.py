@@ -204,6 +204,18 @@ async def test_session_with_bad_expiration_is_400(
     await assert_healthy(http, gql)
 
 
+async def amberflo_bad_request(
+    http: httpx.AsyncClient, gql: GraphQLClient, key: str, path: str, body: bytes, words: str
+) -> None:
+    """An Amberflo REST endpoint answers 400 naming the problem, and the server stays healthy."""
+    response = await http.post(
+        path, content=body, headers={"X-API-KEY": key, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert words in response.json()["error"], response.text
+    await assert_healthy(http, gql)
+
+
 @pytest.mark.parametrize(
     ("body", "words"),
     [
@@ -224,14 +236,7 @@ async def test_session_with_bad_body_is_400(
     body: bytes,
     words: str,
 ) -> None:
-    response = await http.post(
-        "/session",
-        content=body,
-        headers={"X-API-KEY": account.admin_key, "Content-Type": "application/json"},
-    )
-    assert response.status_code == 400, response.text
-    assert words in response.json()["error"], response.text
-    await assert_healthy(http, gql)
+    await amberflo_bad_request(http, gql, account.admin_key, "/session", body, words)
 
 
 async def test_session_with_a_sane_expiration_still_works(
@@ -372,14 +377,7 @@ async def test_usage_with_bad_body_is_400(
     words: str,
 ) -> None:
     await create_meter(gql, "calls", dimensions=["region"])
-    response = await http.post(
-        "/usage",
-        content=body,
-        headers={"X-API-KEY": account.admin_key, "Content-Type": "application/json"},
-    )
-    assert response.status_code == 400, response.text
-    assert words in response.json()["error"], response.text
-    await assert_healthy(http, gql)
+    await amberflo_bad_request(http, gql, account.admin_key, "/usage", body, words)
 
 
 async def test_usage_with_a_good_body_still_answers(

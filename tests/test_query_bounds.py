@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -247,6 +247,31 @@ async def health_probe(base_url: str) -> AsyncIterator[list[float]]:
         await task
 
 
+async def one_event_per_customer(
+    gql: GraphQLClient, groups: int, *, value: Callable[[int], int]
+) -> dict[str, Any]:
+    """`groups` customers c0.. with one event each two hours ago; the widest HOUR usage input
+    (MAX_BUCKETS intervals) grouped by customer."""
+    at = int((NOW - timedelta(hours=2)).timestamp() * 1000)
+    await ingest(
+        gql,
+        [
+            {
+                "meterApiName": "calls",
+                "customerId": f"c{i}",
+                "meterValue": value(i),
+                "meterTimeInMillis": at,
+                "uniqueId": f"u{i}",
+            }
+            for i in range(groups)
+        ],
+    )
+    start = NOW - timedelta(hours=MAX_BUCKETS - 1)
+    return usage_input(
+        "HOUR", start.isoformat(), (NOW + timedelta(hours=1)).isoformat(), groupBy=["customerId"]
+    )
+
+
 async def test_the_worst_allowed_queries_leave_the_server_responsive(
     server: str,
     http: httpx.AsyncClient,
@@ -257,24 +282,7 @@ async def test_the_worst_allowed_queries_leave_the_server_responsive(
 ) -> None:
     # As many groups as the answer allows at the bucket limit: MAX_VALUES values.
     groups = MAX_VALUES // MAX_BUCKETS
-    at = int((NOW - timedelta(hours=2)).timestamp() * 1000)
-    await ingest(
-        gql,
-        [
-            {
-                "meterApiName": "calls",
-                "customerId": f"c{i}",
-                "meterValue": i + 1,
-                "meterTimeInMillis": at,
-                "uniqueId": f"u{i}",
-            }
-            for i in range(groups)
-        ],
-    )
-    start = NOW - timedelta(hours=MAX_BUCKETS - 1)
-    widest = usage_input(
-        "HOUR", start.isoformat(), (NOW + timedelta(hours=1)).isoformat(), groupBy=["customerId"]
-    )
+    widest = await one_event_per_customer(gql, groups, value=lambda i: i + 1)
     deadline = time.monotonic() + 30
     while (
         len((await gql(USAGE, {"input": {**widest, "limit": groups}}))["usage"]["groups"]) < groups
@@ -289,7 +297,7 @@ async def test_the_worst_allowed_queries_leave_the_server_responsive(
         "timeGroupingInterval": "HOUR",
         "groupBy": ["customerId"],
         "timeRange": {
-            "startTimeInSeconds": int(start.timestamp()),
+            "startTimeInSeconds": int((NOW - timedelta(hours=MAX_BUCKETS - 1)).timestamp()),
             "endTimeInSeconds": int((NOW + timedelta(hours=1)).timestamp()),
         },
     }
@@ -321,24 +329,7 @@ async def test_an_answer_past_the_value_limit_is_refused(
     gql: GraphQLClient, calls: None, worker: subprocess.Popen[bytes]
 ) -> None:
     groups = MAX_VALUES // MAX_BUCKETS + 1
-    at = int((NOW - timedelta(hours=2)).timestamp() * 1000)
-    await ingest(
-        gql,
-        [
-            {
-                "meterApiName": "calls",
-                "customerId": f"c{i}",
-                "meterValue": 1,
-                "meterTimeInMillis": at,
-                "uniqueId": f"v{i}",
-            }
-            for i in range(groups)
-        ],
-    )
-    start = NOW - timedelta(hours=MAX_BUCKETS - 1)
-    widest = usage_input(
-        "HOUR", start.isoformat(), (NOW + timedelta(hours=1)).isoformat(), groupBy=["customerId"]
-    )
+    widest = await one_event_per_customer(gql, groups, value=lambda i: 1)
     deadline = time.monotonic() + 30
     while True:
         response = await gql.post(USAGE, {"input": widest})
