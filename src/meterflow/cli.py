@@ -277,7 +277,11 @@ async def _dev_async(args: argparse.Namespace, settings: Settings, data_dir: Pat
         worker_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await worker_task
-        await worker.close()
+        # A job still running at Ctrl-C was cancelled with the worker; arq's close() gathers it
+        # and re-raises its CancelledError. The job is idempotent and re-run by the next start
+        # (the sweep re-derives it from the watermark), so a clean exit is the right answer.
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker.close()
 
 
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
