@@ -7,8 +7,10 @@ Figures are by hand: invoices are per-unit at 1.00, so a period's cost is its un
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -21,6 +23,7 @@ from sqlalchemy import text
 from meterflow.db import unit_of_work
 from meterflow.errors import ValidationError
 from meterflow.jobs import JobQueue
+from meterflow.migrations import upgrade
 from meterflow.models import MeterType, PeriodInterval
 from meterflow.secretbox import SecretBox
 from meterflow.services import (
@@ -40,7 +43,9 @@ from meterflow.services.timebuckets import Grouping, floor
 from meterflow.workers import rollup
 from meterflow.workers.alerts import envelope
 from tests.client import GraphQLClient
-from tests.conftest import TEST_SECRET_KEY
+from tests.conftest import TEST_SECRET_KEY, _admin_execute
+from tests.services import TestServices
+from tests.test_alert_targets import _rows
 
 BOX = SecretBox(TEST_SECRET_KEY)
 # A fixed clock: services take `now`, so periods are known to the test.
@@ -419,3 +424,51 @@ async def test_period_ends_go_account_by_account(
         ).all()
     # By hand: 100.00 → 50.00 is -50%, past -40%.
     assert [(r.account_id, r.customer_id, r.value) for r in rows] == [(healthy, "d", 50)]
+
+
+def test_upgrading_gives_balance_rules_the_usd_wallet_they_read(
+    test_services: TestServices,
+) -> None:
+    """Rules stored before 0012 read the USD wallet: they keep it. The ones with no previous
+    figure (BALANCE or hourly COST with PERCENT_CHANGE) are disabled."""
+    admin, name = test_services.admin_database_url, f"meterflow_test_0011_{os.getpid()}"
+    drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+    asyncio.run(_admin_execute(admin, drop, f'CREATE DATABASE "{name}"'))
+    url = test_services.database_url(name)
+    stored = [  # name, subject, condition, range
+        ("low", "BALANCE", "LESS_THAN", "MONTH"),
+        ("balance change", "BALANCE", "PERCENT_CHANGE", "MONTH"),
+        ("hourly cost change", "COST", "PERCENT_CHANGE", "HOUR"),
+        ("monthly cost change", "COST", "PERCENT_CHANGE", "MONTH"),
+        ("heavy", "USAGE", "GREATER_THAN", "DAY"),
+    ]
+    try:
+        upgrade(url, "0011")
+        account = uuid.uuid4()
+        asyncio.run(
+            _rows(
+                url,
+                f"INSERT INTO accounts (id, name, auto_create_customers) "
+                f"VALUES ('{account}', 'old', true)",
+                *(
+                    "INSERT INTO alert_rules (account_id, id, name, subject, condition, "
+                    f"threshold, range, channels, enabled) VALUES ('{account}', "
+                    f"'{uuid.uuid4()}', '{rule}', '{subject}', '{condition}', 10, '{range}', "
+                    "'[]', true)"
+                    for rule, subject, condition, range in stored
+                ),
+            )
+        )
+        upgrade(url)
+        rows = asyncio.run(
+            _rows(url, "SELECT name, currency, enabled FROM alert_rules ORDER BY name")
+        )
+        assert rows == [
+            ("balance change", "USD", False),
+            ("heavy", None, True),
+            ("hourly cost change", None, False),
+            ("low", "USD", True),
+            ("monthly cost change", None, True),
+        ]
+    finally:
+        asyncio.run(_admin_execute(admin, drop))

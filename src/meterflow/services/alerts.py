@@ -242,8 +242,8 @@ async def _fire(
 
 
 def _judged(rule: AlertRule) -> bool:
-    """Rules refused at creation today but stored before (migration 0012 disables them): a
-    BALANCE has no previous period's figure, nor does an hourly COST."""
+    """False for rules create_rule refuses that older rows may still hold (migration 0012
+    disables them): a BALANCE has no previous period's figure, nor does an hourly COST."""
     return not (
         rule.condition == "PERCENT_CHANGE"
         and (rule.subject == "BALANCE" or (rule.subject == "COST" and rule.range == "HOUR"))
@@ -333,7 +333,8 @@ async def evaluate_period_ends(
     for rule in rules:
         if not _judged(rule):
             continue
-        start = floor(floor(now, Grouping(rule.range)) - timedelta(seconds=1), Grouping(rule.range))
+        grouping = Grouping(rule.range)
+        start = floor(floor(now, grouping) - timedelta(seconds=1), grouping)  # just ended
         scope = [rule.customer_id] if rule.customer_id else None
         fired += await _judge(session, rule, scope, start, now)
     await session.flush()
