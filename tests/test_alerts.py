@@ -407,6 +407,7 @@ async def test_cost_and_balance_rules(session_factory: Any) -> None:
                     range="MONTH",
                     customer_id="spender",
                 ),
+                now=now,
                 box=SecretBox(TEST_SECRET_KEY),
             )
     records = [

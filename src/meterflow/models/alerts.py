@@ -54,6 +54,9 @@ class AlertRule(SQLModel, table=True):
     threshold: Decimal = Field(sa_column=Column(Numeric, nullable=False))
     range: str = Field(sa_column=Column(String(10), nullable=False))  # HOUR | DAY | WEEK | MONTH
     customer_id: str | None = Field(default=None, sa_column=Column(String(200)))
+    # BALANCE: the wallet watched (an ISO currency or a custom unit such as CREDITS); the
+    # threshold is in it. Null for USAGE and COST (a cost is in its invoice's currency).
+    currency: str | None = Field(default=None, sa_column=Column(String(20)))
     channels: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False))
     enabled: bool = Field(default=True, sa_column=Column(Boolean, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
@@ -80,6 +83,9 @@ class AlertEvent(SQLModel, table=True):
     customer_id: str = Field(sa_column=Column(String(200), nullable=False))
     period_start: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     value: Decimal = Field(sa_column=Column(Numeric, nullable=False))
+    # The unit of `value` when it is money: the invoice's currency (COST) or the wallet's
+    # (BALANCE). Null for usage.
+    currency: str | None = Field(default=None, sa_column=Column(String(20)))
     message: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncGenerator
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import strawberry
@@ -115,6 +116,7 @@ class AlertMutations:
             range=input.range.value,
             meter_api_name=input.meter_api_name,
             customer_id=input.customer_id,
+            currency=input.currency,
             channels=tuple(
                 {"type": c.type.value, "target": c.target, "secret": c.secret}
                 for c in input.channels
@@ -126,6 +128,7 @@ class AlertMutations:
                 session,
                 account_id=principal.account_id,
                 spec=spec,
+                now=datetime.now(UTC),
                 allow_private_targets=info.context.allow_private_webhook_targets,
                 box=_box(info),
             ),

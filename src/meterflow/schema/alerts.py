@@ -55,6 +55,12 @@ class CreateAlertRuleInput:
     customer_id: str | None = strawberry.field(
         default=None, description="Null: every customer, each judged on its own."
     )
+    currency: str | None = strawberry.field(
+        default=None,
+        description="BALANCE only: the wallet watched, an ISO currency or a custom credit unit "
+        "(e.g. CREDITS); the threshold is in it. Default: the named customer's plan currency, "
+        "else the account's default plan's.",
+    )
 
 
 @strawberry.type
@@ -72,6 +78,9 @@ class AlertRule:
     threshold: Decimal
     range: str
     customer_id: str | None
+    currency: str | None = strawberry.field(
+        description="BALANCE: the wallet watched (the threshold's unit). Null otherwise."
+    )
     channels: list[AlertChannel]
     enabled: bool
     created_at: datetime
@@ -86,6 +95,7 @@ class AlertRule:
             threshold=Decimal(row.threshold),
             range=row.range,
             customer_id=row.customer_id,
+            currency=row.currency,
             channels=[
                 AlertChannel(type=c["type"], target=shown_target(box, c["target"]))
                 for c in row.channels
@@ -118,6 +128,10 @@ class AlertEvent:
     customer_id: str
     period_start: datetime
     value: Decimal
+    currency: str | None = strawberry.field(
+        description="The unit of value when it is money: the invoice's (COST) or the "
+        "wallet's (BALANCE). Null for usage."
+    )
     message: str
     created_at: datetime
     fired_at: datetime
@@ -153,6 +167,7 @@ class AlertEvent:
             customer_id=row.customer_id,
             period_start=row.period_start,
             value=Decimal(row.value),
+            currency=row.currency,
             message=row.message,
             created_at=row.created_at,
             visible_deliveries=None

@@ -20,19 +20,16 @@ from meterflow.models import (
     AlertDelivery,
     AlertEvent,
     AlertRule,
-    Customer,
-    Invoice,
-    InvoiceStatus,
-    Meter,
 )
 from meterflow.secretbox import SecretBox, UnreadableSecretError
-from meterflow.services import meters, usage, validation, wallets
+from meterflow.services import alert_checks, alert_figures, meters, validation
+from meterflow.services.alert_figures import Figure
 from meterflow.services.timebuckets import Grouping, floor, following
 
 SUBJECTS = ("USAGE", "COST", "BALANCE")
 CONDITIONS = ("GREATER_THAN", "LESS_THAN", "PERCENT_CHANGE")
 CHANNELS = ("WEBHOOK", "SLACK", "EMAIL")
-HUNDRED = Decimal(100)
+RANGES = tuple(g.value for g in Grouping)
 # Channels whose URL is a credential (a Slack incoming webhook URL is its own secret; webhook
 # URLs often carry tokens): stored sealed, like every webhook signing secret.
 SEALED_CHANNELS = ("WEBHOOK", "SLACK")
@@ -83,6 +80,7 @@ class RuleSpec:
     meter_api_name: str | None = None
     customer_id: str | None = None
     channels: tuple[dict[str, Any], ...] = ()
+    currency: str | None = None  # BALANCE: the wallet watched
 
 
 async def create_rule(
@@ -90,6 +88,7 @@ async def create_rule(
     *,
     account_id: uuid.UUID,
     spec: RuleSpec,
+    now: datetime,
     allow_private_targets: bool = False,
     box: SecretBox,
     resolve: netguard.Resolver = netguard.system_resolver,
@@ -100,7 +99,34 @@ async def create_rule(
         raise ValidationError(f"subject must be one of {SUBJECTS}", field="subject")
     if spec.condition not in CONDITIONS:
         raise ValidationError(f"condition must be one of {CONDITIONS}", field="condition")
-    Grouping(spec.range)
+    if spec.range not in RANGES:
+        raise ValidationError(f"range must be one of {RANGES}", field="range")
+    if not spec.threshold.is_finite():
+        raise ValidationError("threshold must be a finite number", field="threshold")
+    if spec.condition == "PERCENT_CHANGE":
+        await alert_checks.check_comparable(
+            session,
+            account_id=account_id,
+            subject=spec.subject,
+            range=spec.range,
+            customer_id=spec.customer_id,
+            now=now,
+        )
+    currency = None
+    if spec.subject == "BALANCE":
+        currency = await alert_checks.wallet_currency(
+            session,
+            account_id=account_id,
+            currency=spec.currency,
+            customer_id=spec.customer_id,
+            now=now,
+        )
+    elif spec.currency is not None:
+        raise ValidationError(
+            "currency is for BALANCE rules (the wallet watched); a COST is in its invoice's "
+            "currency",
+            field="currency",
+        )
     meter_id = None
     if spec.subject == "USAGE":
         if not spec.meter_api_name:
@@ -143,6 +169,7 @@ async def create_rule(
         threshold=spec.threshold,
         range=spec.range,
         customer_id=spec.customer_id,
+        currency=currency,
         channels=channels,
     )
     session.add(rule)
@@ -176,92 +203,14 @@ async def delete_rule(
     return rule
 
 
-async def _values(
-    session: AsyncSession,
-    rule: AlertRule,
-    customers: list[str],
-    start: datetime,
-    end: datetime,
-    now: datetime,
-) -> dict[str, Decimal]:
-    """The rule's subject per customer over [start, end)."""
-    if rule.subject == "USAGE":
-        meter = await session.scalar(
-            select(Meter).where(
-                col(Meter.account_id) == rule.account_id,
-                col(Meter.id) == rule.meter_id,
-            )
-        )
-        if meter is None:
-            return {}
-        answer = await usage.query_usage(
-            session,
-            account_id=rule.account_id,
-            now=now,
-            query=usage.UsageQuery(
-                meter.meter_api_name,
-                Grouping(rule.range),
-                start,
-                end,
-                group_by=(usage.CUSTOMER,),
-                filter={usage.CUSTOMER: customers},
-            ),
-            limits=usage.INTERNAL,  # every customer of a rule: sized by the data, not a caller
-        )
-        totals = {g.group[usage.CUSTOMER]: g.total for g in answer.groups}
-        return {c: totals.get(c, Decimal(0)) for c in customers}
-    if rule.subject == "COST":  # what the running invoice charges before credits
-        rows = await session.scalars(
-            select(Invoice).where(
-                col(Invoice.account_id) == rule.account_id,
-                col(Invoice.customer_id).in_(customers),
-                col(Invoice.status).in_((InvoiceStatus.OPEN, InvoiceStatus.GRACE)),
-                col(Invoice.period_start) <= now,
-                col(Invoice.period_end) > now,
-            )
-        )
-        return {i.customer_id: Decimal(i.subtotal) - Decimal(i.discount) for i in rows}
-    balances = {}
-    for customer in customers:
-        balances[customer] = await wallets.balance(
-            session, account_id=rule.account_id, customer_id=customer, currency="USD", now=now
-        )
-    return balances
-
-
-def _crossed(rule: AlertRule, value: Decimal, previous: Decimal | None) -> bool:
-    threshold = Decimal(rule.threshold)
-    if rule.condition == "GREATER_THAN":
-        return value > threshold
-    if rule.condition == "LESS_THAN":
-        return value < threshold
-    if previous is None or previous == 0:
-        return False
-    change = (value - previous) / previous * HUNDRED
-    return change <= threshold if threshold < 0 else change >= threshold
-
-
 async def _fire(
     session: AsyncSession,
     rule: AlertRule,
     customer: str,
     period: datetime,
-    value: Decimal,
-    previous: Decimal | None,
+    figure: Figure,
+    previous: Figure | None,
 ) -> AlertEvent | None:
-    what = {"USAGE": "usage", "COST": "cost", "BALANCE": "prepaid balance"}[rule.subject]
-    if rule.condition == "PERCENT_CHANGE":
-        change = (value - previous) / previous * HUNDRED if previous else Decimal(0)
-        message = (
-            f"{rule.name}: {customer}'s {what} this {rule.range.lower()} is {value} "
-            f"({change.quantize(Decimal('0.1'))}% vs {previous} the previous one)"
-        )
-    else:
-        relation = "above" if rule.condition == "GREATER_THAN" else "below"
-        message = (
-            f"{rule.name}: {customer}'s {what} this {rule.range.lower()} is {value}, "
-            f"{relation} {rule.threshold}"
-        )
     event = await session.scalar(
         insert(AlertEvent)
         .values(
@@ -270,8 +219,9 @@ async def _fire(
             rule_id=rule.id,
             customer_id=customer,
             period_start=period,
-            value=value,
-            message=message,
+            value=figure.value,
+            currency=figure.currency,
+            message=alert_figures.message(rule, customer, figure, previous),
         )
         .on_conflict_do_nothing(constraint="uq_alert_events_once_per_period")
         .returning(AlertEvent)
@@ -291,71 +241,102 @@ async def _fire(
     return event
 
 
+def _judged(rule: AlertRule) -> bool:
+    """False for rules create_rule refuses that older rows may still hold (migration 0012
+    disables them): a BALANCE has no previous period's figure, nor does an hourly COST."""
+    return not (
+        rule.condition == "PERCENT_CHANGE"
+        and (rule.subject == "BALANCE" or (rule.subject == "COST" and rule.range == "HOUR"))
+    )
+
+
+async def _judge(
+    session: AsyncSession,
+    rule: AlertRule,
+    customers: list[str] | None,
+    start: datetime,
+    now: datetime,
+) -> list[AlertEvent]:
+    """Judge a rule on the period starting at `start`, firing at most once per customer."""
+    grouping = Grouping(rule.range)
+    end = following(start, grouping)
+    figures = await alert_figures.figures(session, rule, customers, start, end, now)
+    previous: dict[str, Figure] = {}
+    if rule.condition == "PERCENT_CHANGE":
+        before = floor(start - timedelta(seconds=1), grouping)
+        previous = await alert_figures.figures(session, rule, customers, before, start, now)
+    fired = []
+    for customer, figure in sorted(figures.items()):
+        earlier = previous.get(customer)
+        if alert_figures.crossed(rule, figure.value, earlier.value if earlier else None):
+            event = await _fire(session, rule, customer, start, figure, earlier)
+            if event is not None:
+                fired.append(event)
+    return fired
+
+
 async def evaluate(
     session: AsyncSession, *, account_id: uuid.UUID, customers: list[str], now: datetime
 ) -> list[AlertEvent]:
     """The rollup path: rules that can be judged mid-period, for the customers that changed.
     Percentage drops wait for the period to end (a partial week always looks like a drop)."""
     rules = [r for r in await list_rules(session, account_id=account_id) if r.enabled]
+    changed = sorted(set(customers))
+    touched = set(changed)
     fired: list[AlertEvent] = []
     for rule in rules:
+        if not _judged(rule):
+            continue
         if rule.condition == "PERCENT_CHANGE" and Decimal(rule.threshold) < 0:
             continue
-        scope = [rule.customer_id] if rule.customer_id else customers
-        scope = [c for c in scope if c in customers] if rule.customer_id is None else scope
+        if rule.customer_id is None:
+            scope = changed
+        else:
+            scope = [rule.customer_id] if rule.customer_id in touched else []
         if not scope:
             continue
         start = floor(now, Grouping(rule.range))
-        end = following(start, Grouping(rule.range))
-        values = await _values(session, rule, scope, start, end, now)
-        previous: dict[str, Decimal] = {}
-        if rule.condition == "PERCENT_CHANGE":
-            before = floor(start - timedelta(seconds=1), Grouping(rule.range))
-            previous = await _values(session, rule, scope, before, start, now)
-        for customer, value in values.items():
-            if _crossed(rule, value, previous.get(customer)):
-                event = await _fire(session, rule, customer, start, value, previous.get(customer))
-                if event is not None:
-                    fired.append(event)
+        fired += await _judge(session, rule, scope, start, now)
     await session.flush()
     return fired
 
 
-async def evaluate_period_ends(session: AsyncSession, *, now: datetime) -> list[AlertEvent]:
-    """Scheduled: percentage-change rules judged on the period that just ended, for every
-    customer in scope (any account)."""
+async def accounts_with_period_rules(session: AsyncSession) -> list[uuid.UUID]:
+    """Accounts that have percentage-change rules to judge when a period ends."""
+    return list(
+        await session.scalars(
+            select(col(AlertRule.account_id))
+            .where(col(AlertRule.enabled).is_(True), col(AlertRule.condition) == "PERCENT_CHANGE")
+            .distinct()
+            .order_by(col(AlertRule.account_id))
+        )
+    )
+
+
+async def evaluate_period_ends(
+    session: AsyncSession, *, account_id: uuid.UUID, now: datetime
+) -> list[AlertEvent]:
+    """Scheduled, one account at a time: its percentage-change rules judged on the period that
+    just ended, for every customer in scope."""
     rules = list(
         await session.scalars(
-            select(AlertRule).where(
-                col(AlertRule.enabled).is_(True), col(AlertRule.condition) == "PERCENT_CHANGE"
+            select(AlertRule)
+            .where(
+                col(AlertRule.account_id) == account_id,
+                col(AlertRule.enabled).is_(True),
+                col(AlertRule.condition) == "PERCENT_CHANGE",
             )
+            .order_by(col(AlertRule.created_at))
         )
     )
     fired: list[AlertEvent] = []
     for rule in rules:
+        if not _judged(rule):
+            continue
         grouping = Grouping(rule.range)
-        end = floor(now, grouping)
-        start = floor(end - timedelta(seconds=1), grouping)
-        before = floor(start - timedelta(seconds=1), grouping)
-        customers = (
-            [rule.customer_id]
-            if rule.customer_id
-            else list(
-                await session.scalars(
-                    select(col(Customer.customer_id)).where(
-                        col(Customer.account_id) == rule.account_id
-                    )
-                )
-            )
-        )
-        values = await _values(session, rule, customers, start, end, now)
-        previous = await _values(session, rule, customers, before, start, now)
-        for customer in customers:
-            value = values.get(customer, Decimal(0))
-            if _crossed(rule, value, previous.get(customer)):
-                event = await _fire(session, rule, customer, start, value, previous.get(customer))
-                if event is not None:
-                    fired.append(event)
+        start = floor(floor(now, grouping) - timedelta(seconds=1), grouping)  # just ended
+        scope = [rule.customer_id] if rule.customer_id else None
+        fired += await _judge(session, rule, scope, start, now)
     await session.flush()
     return fired
 

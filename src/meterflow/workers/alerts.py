@@ -46,6 +46,7 @@ def envelope(event: AlertEvent, rule: AlertRule) -> dict[str, Any]:
             "customerId": event.customer_id,
             "periodStart": event.period_start.isoformat(),
             "value": str(event.value),
+            "currency": event.currency,
             "message": event.message,
         },
     }

@@ -67,11 +67,22 @@ async def evaluate_alerts(ctx: dict[str, Any], account: uuid.UUID, customers: li
 
 
 async def alert_period_ends(ctx: dict[str, Any]) -> int:
-    """Percentage-change rules, judged on the period that just ended."""
-    async with unit_of_work(ctx["session_factory"]) as session:
-        fired = await alerts.evaluate_period_ends(session, now=datetime.now(UTC))
-    await dispatch(ctx, fired)
-    return len(fired)
+    """Percentage-change rules, judged on the period that just ended: one account per short
+    transaction, so no tenant waits on another and one account's failure (logged) leaves the
+    others judged. Idempotent: an alert fires once per rule, customer and period."""
+    now = datetime.now(UTC)
+    async with ctx["session_factory"]() as session:
+        accounts = await alerts.accounts_with_period_rules(session)
+    fired = 0
+    for account in accounts:
+        try:
+            async with unit_of_work(ctx["session_factory"]) as session:
+                events = await alerts.evaluate_period_ends(session, account_id=account, now=now)
+            fired += len(events)
+            await dispatch(ctx, events)
+        except Exception:
+            log.exception("alerts at period end: account %s failed; the others go on", account)
+    return fired
 
 
 async def rerate_customers(ctx: dict[str, Any], account_id: str, customers: list[str]) -> None:
