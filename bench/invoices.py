@@ -21,7 +21,15 @@ from common import fresh_database, new_account, percentile
 
 from meterflow.db import create_engine, create_session_factory, unit_of_work
 from meterflow.models import MeterType, PeriodInterval
-from meterflow.services import ingestion, invoices, meters, plans, rollups, wallets
+from meterflow.services import (
+    ingestion,
+    invoice_lifecycle,
+    invoice_rating,
+    meters,
+    plans,
+    rollups,
+    wallets,
+)
 from meterflow.services.meters import MeterSpec
 from meterflow.services.plans import ItemSpec, PlanSpec
 
@@ -146,7 +154,7 @@ async def main() -> None:
         await ingest_and_roll(batch(["solo"], 5, now))
         started = time.perf_counter()
         async with unit_of_work(factory) as session:
-            await invoices.rerate_customer(
+            await invoice_rating.rerate_customer(
                 session, account_id=account, customer_id="solo", now=datetime.now(UTC)
             )
         rerate_ms.append((time.perf_counter() - started) * 1000)
@@ -158,16 +166,16 @@ async def main() -> None:
     seeded = time.perf_counter() - began
     began = time.perf_counter()
     async with unit_of_work(factory) as session:
-        opened = await invoices.open_current_periods(session, now=now)
+        opened = await invoice_lifecycle.open_current_periods(session, now=now)
     opening = time.perf_counter() - began
     tomorrow = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
     began = time.perf_counter()
     async with unit_of_work(factory) as session:
-        report = await invoices.close_periods(session, now=tomorrow + timedelta(seconds=1))
+        report = await invoice_lifecycle.close_periods(session, now=tomorrow + timedelta(seconds=1))
     closing = time.perf_counter() - began
     began = time.perf_counter()
     async with unit_of_work(factory) as session:
-        again = await invoices.close_periods(session, now=tomorrow + timedelta(seconds=1))
+        again = await invoice_lifecycle.close_periods(session, now=tomorrow + timedelta(seconds=1))
     rerun = time.perf_counter() - began
     await engine.dispose()
 

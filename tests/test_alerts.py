@@ -343,7 +343,7 @@ async def test_cost_and_balance_rules(session_factory: Any) -> None:
         alerts,
         customers,
         ingestion,
-        invoices,
+        invoice_rating,
         meters,
         plans,
         rollups,
@@ -425,7 +425,7 @@ async def test_cost_and_balance_rules(session_factory: Any) -> None:
         await ingestion.ingest(session, account_id=account.id, records=records, now=now)
     async with unit_of_work(session_factory) as session:
         await rollups.rollup_account(session, account_id=account.id)
-        await invoices.rerate_customers(
+        await invoice_rating.rerate_customers(
             session, account_id=account.id, customer_ids=["spender"], now=datetime.now(UTC)
         )
     async with unit_of_work(session_factory) as session:

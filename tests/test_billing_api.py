@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from meterflow.db import SessionFactory, unit_of_work
-from meterflow.services import invoices
+from meterflow.services import invoice_lifecycle
 from tests.client import GraphQLClient
 from tests.helpers import create_meter, ingest
 
@@ -251,7 +251,7 @@ async def test_period_boundary_finalize_and_late_events(
     await invoice_when(gql, "dayco", lambda i: D(i["subtotal"]) == D("1.40"))
 
     async with unit_of_work(session_factory) as session:
-        await invoices.close_periods(session, now=datetime.now(UTC))
+        await invoice_lifecycle.close_periods(session, now=datetime.now(UTC))
     listing = (
         f"""{{ invoices(customerId: "dayco") {{ edges {{ node {{ {INVOICE_FIELDS} }} }} }} }}"""
     )
@@ -262,7 +262,7 @@ async def test_period_boundary_finalize_and_late_events(
     ]
 
     async with unit_of_work(session_factory) as session:  # idempotent
-        again = await invoices.close_periods(session, now=datetime.now(UTC))
+        again = await invoice_lifecycle.close_periods(session, now=datetime.now(UTC))
     assert (again.finalized, again.to_grace) == (0, 0)
     second = [e["node"] for e in (await gql(listing))["invoices"]["edges"]]
     assert second[1] == first[1]

@@ -32,7 +32,7 @@ from meterflow.schema.billing import (
     PricingPlanResult,
     Wallet,
 )
-from meterflow.services import invoices, plans, wallets
+from meterflow.services import invoice_queries, invoice_rating, plans, wallets
 from meterflow.services.pagination import page_size
 
 
@@ -121,7 +121,7 @@ class BillingQueries:
     async def current_invoice(self, info: Info, customer_id: str) -> Invoice | None:
         account_id = require_reader(info, customer_id)
         async with info.context.unit_of_work() as session:
-            row = await invoices.current_invoice(
+            row = await invoice_queries.current_invoice(
                 session,
                 account_id=account_id,
                 customer_id=customer_id,
@@ -142,7 +142,7 @@ class BillingQueries:
         account_id = require_reader(info, customer_id)
         limit = page_size(first, maximum=info.context.max_page_size)
         async with info.context.session_factory() as session:
-            page = await invoices.list_invoices(
+            page = await invoice_queries.list_invoices(
                 session,
                 account_id=account_id,
                 customer_id=customer_id,
@@ -218,7 +218,7 @@ class BillingMutations:
                 start_time=input.start_time,
                 now=now,
             )
-            await invoices.rerate_customer(
+            await invoice_rating.rerate_customer(
                 session, account_id=principal.account_id, customer_id=input.customer_id, now=now
             )
             return assignment
@@ -260,7 +260,7 @@ class BillingMutations:
                 money_currency=money,
                 ratio=input.ratio,
             )
-            await invoices.rerate_customer(
+            await invoice_rating.rerate_customer(
                 session, account_id=principal.account_id, customer_id=input.customer_id, now=now
             )
             left = await wallets.balance(
