@@ -120,7 +120,9 @@ async def main() -> None:
                 ),
             ),
         )
-        await plans.activate_plan(session, account_id=account, plan_id=loaded.plan.id)
+        await plans.activate_plan(
+            session, account_id=account, plan_id=loaded.plan.id, now=datetime.now(UTC)
+        )
 
     async def ingest_and_roll(records: list[ingestion.RawRecord]) -> None:
         for start in range(0, len(records), 5000):

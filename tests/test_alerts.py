@@ -341,6 +341,7 @@ async def test_cost_and_balance_rules(session_factory: Any) -> None:
     from meterflow.services import (
         accounts,
         alerts,
+        assignments,
         customers,
         ingestion,
         invoice_rating,
@@ -370,9 +371,9 @@ async def test_cost_and_balance_rules(session_factory: Any) -> None:
                 items=(ItemSpec("calls", {"type": "per_unit", "unitPrice": "0.5"}),),
             ),
         )
-        await plans.activate_plan(session, account_id=account.id, plan_id=plan.plan.id)
+        await plans.activate_plan(session, account_id=account.id, plan_id=plan.plan.id, now=now)
         await customers.create_customer(session, account_id=account.id, customer_id="spender")
-        await plans.assign_plan(
+        await assignments.assign_plan(
             session,
             account_id=account.id,
             customer_id="spender",

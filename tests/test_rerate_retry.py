@@ -41,7 +41,9 @@ async def test_failed_rerate_becomes_a_retried_job(
                 items=(ItemSpec("calls", {"type": "per_unit", "unitPrice": "0.5"}),),
             ),
         )
-        await plans.activate_plan(session, account_id=account.id, plan_id=plan.plan.id)
+        await plans.activate_plan(
+            session, account_id=account.id, plan_id=plan.plan.id, now=datetime.now(UTC)
+        )
     data = {
         "meterApiName": "calls",
         "customerId": "r1",

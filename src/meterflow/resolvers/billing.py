@@ -32,7 +32,7 @@ from meterflow.schema.billing import (
     PricingPlanResult,
     Wallet,
 )
-from meterflow.services import invoice_queries, invoice_rating, plans, wallets
+from meterflow.services import assignments, invoice_queries, invoice_rating, plans, wallets
 from meterflow.services.pagination import page_size
 
 
@@ -83,7 +83,7 @@ async def _wallet_currency(
 ) -> str:
     if currency:
         return currency.upper()
-    assignment = await plans.assignment_at(
+    assignment = await assignments.assignment_at(
         session, account_id=account_id, customer_id=customer_id, moment=now
     )
     if assignment is not None:
@@ -189,7 +189,10 @@ class BillingMutations:
         return await mutate(
             info,
             lambda session, principal: plans.activate_plan(
-                session, account_id=principal.account_id, plan_id=_plan_id(id)
+                session,
+                account_id=principal.account_id,
+                plan_id=_plan_id(id),
+                now=datetime.now(UTC),
             ),
             PricingPlan.from_loaded,
         )
@@ -199,7 +202,10 @@ class BillingMutations:
         return await mutate(
             info,
             lambda session, principal: plans.deprecate_plan(
-                session, account_id=principal.account_id, plan_id=_plan_id(id)
+                session,
+                account_id=principal.account_id,
+                plan_id=_plan_id(id),
+                now=datetime.now(UTC),
             ),
             PricingPlan.from_loaded,
         )
@@ -210,7 +216,7 @@ class BillingMutations:
     ) -> AssignPricingPlanResult:
         async def assign(session: AsyncSession, principal: Any) -> models.PlanAssignment:
             now = datetime.now(UTC)
-            assignment = await plans.assign_plan(
+            assignment = await assignments.assign_plan(
                 session,
                 account_id=principal.account_id,
                 customer_id=input.customer_id,

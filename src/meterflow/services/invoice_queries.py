@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from meterflow.models import Invoice, InvoiceStatus
-from meterflow.services import plans
+from meterflow.services import assignments, plans
 from meterflow.services.invoice_rating import rerate_customer
 from meterflow.services.pagination import Page
 from meterflow.services.periods import period_at
@@ -20,7 +20,7 @@ async def current_invoice(
     session: AsyncSession, *, account_id: uuid.UUID, customer_id: str, now: datetime
 ) -> Invoice | None:
     """The running invoice of the current period (created and rated if missing)."""
-    assignment = await plans.assignment_at(
+    assignment = await assignments.assignment_at(
         session, account_id=account_id, customer_id=customer_id, moment=now
     )
     if assignment is None:

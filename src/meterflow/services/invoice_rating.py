@@ -18,7 +18,7 @@ from meterflow.models import CreditGrant, Invoice, MeterType, PlanAssignment
 from meterflow.pricing import invoice as pricing
 from meterflow.pricing.models import ByDimension, Percentage, parse_price_model
 from meterflow.pricing.rating import DimensionUsage
-from meterflow.services import plans, usage, wallets
+from meterflow.services import assignments, plans, usage, wallets
 from meterflow.services.invoice_rows import EPSILON, RUNNING, backfill, existing_periods, void
 from meterflow.services.periods import covered_share, period_at
 from meterflow.services.sql import any_text
@@ -181,7 +181,7 @@ async def rerate_customer(
     """Bring the customer's running invoices up to date with its usage (and open the current
     period's invoice if the customer is on a plan). Finalized invoices are never touched."""
     cache = PlanCache(session, account_id)
-    current = await plans.assignment_at(
+    current = await assignments.assignment_at(
         session, account_id=account_id, customer_id=customer_id, moment=now
     )
     if current is not None:
@@ -203,7 +203,7 @@ async def rerate_customer(
     rated = []
     for invoice in running:
         moment = min(now, invoice.period_end - EPSILON)
-        assignment = await plans.assignment_at(
+        assignment = await assignments.assignment_at(
             session, account_id=account_id, customer_id=customer_id, moment=moment
         )
         if assignment is None:
