@@ -26,6 +26,7 @@ from meterflow.services import (
     invoice_lifecycle,
     invoice_rating,
     meters,
+    period_close,
     plans,
     rollups,
     wallets,
@@ -168,16 +169,18 @@ async def main() -> None:
     seeded = time.perf_counter() - began
     began = time.perf_counter()
     async with unit_of_work(factory) as session:
-        opened = await invoice_lifecycle.open_current_periods(session, now=now)
+        opened = await invoice_lifecycle.open_current_periods(session, account_id=account, now=now)
     opening = time.perf_counter() - began
     tomorrow = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
     began = time.perf_counter()
-    async with unit_of_work(factory) as session:
-        report = await invoice_lifecycle.close_periods(session, now=tomorrow + timedelta(seconds=1))
+    report = await period_close.close_account(
+        factory, account_id=account, now=tomorrow + timedelta(seconds=1)
+    )
     closing = time.perf_counter() - began
     began = time.perf_counter()
-    async with unit_of_work(factory) as session:
-        again = await invoice_lifecycle.close_periods(session, now=tomorrow + timedelta(seconds=1))
+    again = await period_close.close_account(
+        factory, account_id=account, now=tomorrow + timedelta(seconds=1)
+    )
     rerun = time.perf_counter() - began
     await engine.dispose()
 

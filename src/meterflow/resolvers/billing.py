@@ -8,7 +8,8 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from meterflow import models
-from meterflow.errors import NotFoundError
+from meterflow.errors import ConflictError, NotFoundError
+from meterflow.jobs import RERATE_JOB
 from meterflow.pricing import invoice as pricing
 from meterflow.pubsub import customer_channels
 from meterflow.resolvers.base import (
@@ -27,12 +28,22 @@ from meterflow.schema.billing import (
     GrantCreditsResult,
     Invoice,
     InvoiceConnection,
+    InvoiceResult,
     PlanAssignment,
     PricingPlan,
     PricingPlanResult,
     Wallet,
 )
-from meterflow.services import assignments, invoice_queries, invoice_rating, plans, wallets
+from meterflow.schema.errors import NotFoundProblem
+from meterflow.services import (
+    assignments,
+    invoice_lifecycle,
+    invoice_queries,
+    invoice_rating,
+    period_close,
+    plans,
+    wallets,
+)
 from meterflow.services.pagination import page_size
 
 
@@ -242,6 +253,51 @@ class BillingMutations:
         # Subscribers re-read the truth: a refused change just shows the same state again.
         principal = require_admin(info)
         await info.context.publish(*customer_channels(principal.account_id, input.customer_id))
+        return result
+
+    @strawberry.mutation(
+        description="Close an OPEN or GRACE invoice now (an operator's decision, a customer "
+        "leaving): it includes every event committed before this call. Its period stays; "
+        "later events of that period are late, as after a normal close."
+    )
+    async def finalize_invoice(self, info: Info, id: strawberry.ID) -> InvoiceResult:
+        principal = require_admin(info)
+        try:
+            invoice_id = uuid.UUID(str(id))
+        except ValueError:
+            return NotFoundProblem(
+                code=NotFoundError.code, message=f"no invoice {id} in this account"
+            )
+        # The watermark gate, before the unit of work: its rollup steps commit on their own.
+        caught = await period_close.catch_up(
+            info.context.session_factory, account_id=principal.account_id
+        )
+
+        async def finalize(session: AsyncSession, principal: Any) -> models.Invoice:
+            if not caught.caught_up:
+                raise ConflictError(
+                    "usage is still being rolled up (a long ingest transaction is in flight); "
+                    "try again in a few seconds"
+                )
+            return await invoice_lifecycle.finalize_invoice(
+                session,
+                account_id=principal.account_id,
+                invoice_id=invoice_id,
+                now=datetime.now(UTC),
+            )
+
+        result = await mutate(info, finalize, Invoice.from_model)
+        jobs = info.context.jobs
+        if jobs is not None:  # customers the catch-up rolled up: their running invoices follow
+            for customer_id in sorted(caught.touched):
+                await jobs.enqueue_coalesced(
+                    RERATE_JOB,
+                    f"rerate:{principal.account_id}:{customer_id}",
+                    str(principal.account_id),
+                    customer_id,
+                )
+        if isinstance(result, Invoice):
+            await info.context.publish(*customer_channels(principal.account_id, result.customer_id))
         return result
 
     @strawberry.mutation(description="Add prepaid credits; they apply to the open invoice now.")

@@ -316,14 +316,18 @@ async def _customers_with_credit(
     )
 
 
-async def rate_batch(session: AsyncSession, invoices: list[Invoice], now: datetime) -> None:
-    """Re-rate invoices in bulk: one usage query per plan item per (plan, period)."""
+async def rate_batch(
+    session: AsyncSession, invoices: list[Invoice], now: datetime, cache: PlanCache | None = None
+) -> None:
+    """Re-rate invoices in bulk: one usage query per plan item per (plan, period). A caller that
+    rates one account's invoices passes its `cache` so each plan loads once."""
     groups: dict[tuple[uuid.UUID, uuid.UUID, datetime, datetime], list[Invoice]] = defaultdict(list)
     for inv in invoices:
         groups[(inv.account_id, inv.plan_id, inv.period_start, inv.period_end)].append(inv)
     for (account_id, plan_id, start, end), members in groups.items():
-        loaded = await plans.load_plan(session, account_id=account_id, plan_id=plan_id)
-        assert loaded is not None
+        if cache is None or cache.account_id != account_id:
+            cache = PlanCache(session, account_id)
+        loaded = await cache.get(plan_id)
         ids = [inv.customer_id for inv in members]
         used = await usage_for(
             session,

@@ -11,7 +11,7 @@ from typing import Any
 from meterflow.db import unit_of_work
 from meterflow.jobs import RERATE_JOB, JobQueue
 from meterflow.pubsub import customer_channels, publish
-from meterflow.services import alerts, invoice_lifecycle, invoice_rating, rollups
+from meterflow.services import alerts, invoice_rating, rollups
 from meterflow.workers.alerts import dispatch
 
 log = logging.getLogger("meterflow.workers.rollup")
@@ -96,15 +96,6 @@ async def rerate_customer(ctx: dict[str, Any], account_id: str, customer_id: str
             session, account_id=account, customer_id=customer_id, now=datetime.now(UTC)
         )
     await publish(ctx["redis"], *customer_channels(account, customer_id))
-
-
-async def close_billing_periods(ctx: dict[str, Any]) -> int:
-    """Finalize ended periods, open current ones, expire credits. Idempotent."""
-    async with unit_of_work(ctx["session_factory"]) as session:
-        report = await invoice_lifecycle.close_periods(session, now=datetime.now(UTC))
-    if report.finalized or report.to_grace or report.opened:
-        log.info("billing periods: %s", report)
-    return report.finalized
 
 
 async def sweep_rollups(ctx: dict[str, Any]) -> int:
