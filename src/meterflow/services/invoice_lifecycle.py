@@ -144,10 +144,10 @@ async def finalize_invoice(
 
 
 async def open_current_periods(
-    session: AsyncSession, *, account_id: uuid.UUID, now: datetime
+    session: AsyncSession, *, account_id: uuid.UUID, now: datetime, limit: int | None = None
 ) -> int:
     """Every customer of the account on a plan gets its current period's invoice (fees show
-    from day one)."""
+    from day one): up to `limit` of them per call, so a caller can keep transactions short."""
     active = list(
         await session.scalars(
             select(PlanAssignment).where(
@@ -170,6 +170,8 @@ async def open_current_periods(
     for a, period in wanted:
         if (a.customer_id, period.start) in existing:
             continue
+        if limit is not None and len(created) >= limit:
+            break
         loaded = await cache.get(a.plan_id)
         created.append(await invoice_for(session, account_id, a.customer_id, a, loaded, now))
     if created:
