@@ -135,12 +135,12 @@ async def main() -> None:
         days=1, seconds=1
     )
     began = time.perf_counter()
-    report = await period_close.close_all(factory, now=closing_time, batch=args.batch)
+    report = await period_close.close_all(factory, clock=lambda: closing_time, batch=args.batch)
     closing = time.perf_counter() - began
     first = (clock.longest, clock.count)
     clock.reset()
     began = time.perf_counter()
-    again = await period_close.close_all(factory, now=closing_time, batch=args.batch)
+    again = await period_close.close_all(factory, clock=lambda: closing_time, batch=args.batch)
     rerun = time.perf_counter() - began
     await engine.dispose()
 

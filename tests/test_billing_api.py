@@ -250,7 +250,7 @@ async def test_period_boundary_finalize_and_late_events(
     await ingest(gql, calls("dayco", 4, at=today + timedelta(seconds=1)))
     await invoice_when(gql, "dayco", lambda i: D(i["subtotal"]) == D("1.40"))
 
-    await period_close.close_all(session_factory, now=datetime.now(UTC))
+    await period_close.close_all(session_factory, clock=lambda: datetime.now(UTC))
     listing = (
         f"""{{ invoices(customerId: "dayco") {{ edges {{ node {{ {INVOICE_FIELDS} }} }} }} }}"""
     )
@@ -260,7 +260,8 @@ async def test_period_boundary_finalize_and_late_events(
         (yesterday.isoformat(), "FINALIZED", "2.00"),
     ]
 
-    again = await period_close.close_all(session_factory, now=datetime.now(UTC))  # idempotent
+    # Idempotent: a second run finds nothing to do.
+    again = await period_close.close_all(session_factory, clock=lambda: datetime.now(UTC))
     assert (again.finalized, again.to_grace) == (0, 0)
     second = [e["node"] for e in (await gql(listing))["invoices"]["edges"]]
     assert second[1] == first[1]

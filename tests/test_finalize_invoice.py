@@ -111,7 +111,7 @@ async def test_finalize_now_includes_the_batch_just_ingested(
     while await usage_total(gql, "leaver") != sum(map(D, batch + more)):
         assert time.monotonic() < deadline, "the worker never rolled the late batch up"
         await asyncio.sleep(0.1)
-    await period_close.close_all(session_factory, now=datetime.now(UTC))
+    await period_close.close_all(session_factory, clock=lambda: datetime.now(UTC))
     listing = await gql(
         f"""{{ invoices(customerId: "leaver") {{ edges {{ node {{ {INVOICE_FIELDS} }} }} }} }}"""
     )

@@ -161,7 +161,7 @@ async def test_one_account_failing_does_not_stop_the_others(
             {"a": broken},
         )
 
-    report = await period_close.close_all(session_factory, now=datetime.now(UTC))
+    report = await period_close.close_all(session_factory, clock=lambda: datetime.now(UTC))
 
     assert broken in report.failed and healthy not in report.failed
     (b_yesterday, _) = await invoices_of(session_factory, broken, "b1")

@@ -20,8 +20,7 @@ from sqlmodel import col
 from meterflow.errors import InvalidTransitionError, NotFoundError
 from meterflow.models import Invoice, InvoiceStatus, PlanAssignment, PricingPlan
 from meterflow.services.invoice_rating import PlanCache, rate_batch, rerate_customer
-from meterflow.services.invoice_rows import RUNNING, existing_periods, invoice_for
-from meterflow.services.periods import period_at
+from meterflow.services.invoice_rows import RUNNING, invoice_for
 
 
 @dataclass
@@ -147,34 +146,39 @@ async def open_current_periods(
     session: AsyncSession, *, account_id: uuid.UUID, now: datetime, limit: int | None = None
 ) -> int:
     """Every customer of the account on a plan gets its current period's invoice (fees show
-    from day one): up to `limit` of them per call, so a caller can keep transactions short."""
-    active = list(
-        await session.scalars(
-            select(PlanAssignment).where(
-                col(PlanAssignment.account_id) == account_id,
-                col(PlanAssignment.start_time) <= now,
-                (col(PlanAssignment.end_time).is_(None)) | (col(PlanAssignment.end_time) > now),
-            )
+    from day one): up to `limit` of them per call, so a caller can keep transactions short.
+    Only customers with no invoice covering `now` are read (the current period's invoice, if
+    it exists, covers now), so a run with nothing to open costs one indexed query."""
+    covered = (
+        select(col(Invoice.id))
+        .where(
+            col(Invoice.account_id) == col(PlanAssignment.account_id),
+            col(Invoice.customer_id) == col(PlanAssignment.customer_id),
+            col(Invoice.period_start) <= now,
+            col(Invoice.period_end) > now,
         )
+        .exists()
     )
-    if not active:
+    query = (
+        select(PlanAssignment)
+        .where(
+            col(PlanAssignment.account_id) == account_id,
+            col(PlanAssignment.start_time) <= now,
+            (col(PlanAssignment.end_time).is_(None)) | (col(PlanAssignment.end_time) > now),
+            ~covered,
+        )
+        .order_by(col(PlanAssignment.customer_id))
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    missing = list(await session.scalars(query))
+    if not missing:
         return 0
     cache = PlanCache(session, account_id)
-    wanted = []
-    for a in active:
-        loaded = await cache.get(a.plan_id)
-        period = period_at(a.start_time, loaded.plan.period_interval, loaded.plan.period_count, now)
-        wanted.append((a, period))
-    existing = await existing_periods(session, account_id, [a.customer_id for a, _ in wanted])
-    created: list[Invoice] = []
-    for a, period in wanted:
-        if (a.customer_id, period.start) in existing:
-            continue
-        if limit is not None and len(created) >= limit:
-            break
-        loaded = await cache.get(a.plan_id)
-        created.append(await invoice_for(session, account_id, a.customer_id, a, loaded, now))
-    if created:
-        await rate_batch(session, created, now, cache)
-        await session.flush()
+    created = [
+        await invoice_for(session, account_id, a.customer_id, a, await cache.get(a.plan_id), now)
+        for a in missing
+    ]
+    await rate_batch(session, created, now, cache)
+    await session.flush()
     return len(created)

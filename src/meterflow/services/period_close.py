@@ -141,13 +141,16 @@ async def close_account(
 async def close_all(
     session_factory: SessionFactory,
     *,
-    now: datetime,
+    clock: Callable[[], datetime],
     batch: int = DEFAULT_BATCH,
     wait_seconds: float = DEFAULT_WAIT_SECONDS,
     after_catch_up: AfterCatchUp | None = None,
 ) -> CloseReport:
     """close_account for every account. One account's failure is logged and counted; the
-    others still close."""
+    others still close. Each account closes at its own `clock()` reading, taken as its close
+    begins: a close of many accounts takes a while, and an account's `finalizedAt` (what
+    decides which events are late) should be when its usage was caught up, not when the
+    first account's was."""
     async with session_factory() as session:
         accounts = list(await session.scalars(select(col(Account.id)).order_by(col(Account.id))))
     report = CloseReport()
@@ -157,7 +160,7 @@ async def close_all(
                 await close_account(
                     session_factory,
                     account_id=account_id,
-                    now=now,
+                    now=clock(),
                     batch=batch,
                     wait_seconds=wait_seconds,
                     after_catch_up=after_catch_up,

@@ -22,7 +22,7 @@ async def close_billing_periods(ctx: dict[str, Any]) -> int:
         await evaluate_alerts(ctx, account, customers)
 
     report = await period_close.close_all(
-        ctx["session_factory"], now=datetime.now(UTC), after_catch_up=after_catch_up
+        ctx["session_factory"], clock=lambda: datetime.now(UTC), after_catch_up=after_catch_up
     )
     if report.finalized or report.to_grace or report.opened or report.failed:
         log.info("billing periods: %s", report)
