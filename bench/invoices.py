@@ -168,8 +168,15 @@ async def main() -> None:
     await ingest_and_roll(batch(customers, 2, now))
     seeded = time.perf_counter() - began
     began = time.perf_counter()
-    async with unit_of_work(factory) as session:
-        opened = await invoice_lifecycle.open_current_periods(session, account_id=account, now=now)
+    opened = 0
+    while True:  # in batches, as the close opens them
+        async with unit_of_work(factory) as session:
+            step = await invoice_lifecycle.open_current_periods(
+                session, account_id=account, now=now
+            )
+        opened += step
+        if step < invoice_lifecycle.OPEN_AT_MOST:
+            break
     opening = time.perf_counter() - began
     tomorrow = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
     began = time.perf_counter()

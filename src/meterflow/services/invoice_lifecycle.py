@@ -20,7 +20,7 @@ from sqlmodel import col
 from meterflow.errors import InvalidTransitionError, NotFoundError
 from meterflow.models import Invoice, InvoiceStatus, PlanAssignment, PricingPlan
 from meterflow.services.invoice_rating import PlanCache, rate_batch, rerate_customer
-from meterflow.services.invoice_rows import RUNNING, invoice_for
+from meterflow.services.invoice_rows import RUNNING, open_invoices
 
 
 @dataclass
@@ -40,6 +40,10 @@ class CloseReport:
         self.expired_grants += other.expired_grants
         self.not_caught_up += other.not_caught_up
         self.failed += other.failed
+
+
+# Invoices opened by one call: their INSERT binds 16 parameters each (PostgreSQL allows 32,767).
+OPEN_AT_MOST = 2000
 
 
 def _due_at() -> Any:
@@ -146,7 +150,8 @@ async def open_current_periods(
     session: AsyncSession, *, account_id: uuid.UUID, now: datetime, limit: int | None = None
 ) -> int:
     """Every customer of the account on a plan gets its current period's invoice (fees show
-    from day one): up to `limit` of them per call, so a caller can keep transactions short.
+    from day one): up to `limit` of them per call (and never more than OPEN_AT_MOST), so a
+    caller can keep transactions short; call again until it returns fewer.
     Only customers with no invoice covering `now` are read (the current period's invoice, if
     it exists, covers now), so a run with nothing to open costs one indexed query."""
     covered = (
@@ -169,16 +174,14 @@ async def open_current_periods(
         )
         .order_by(col(PlanAssignment.customer_id))
     )
-    if limit is not None:
-        query = query.limit(limit)
+    query = query.limit(min(limit or OPEN_AT_MOST, OPEN_AT_MOST))
     missing = list(await session.scalars(query))
     if not missing:
         return 0
     cache = PlanCache(session, account_id)
-    created = [
-        await invoice_for(session, account_id, a.customer_id, a, await cache.get(a.plan_id), now)
-        for a in missing
-    ]
+    created = await open_invoices(
+        session, account_id, [(a, await cache.get(a.plan_id)) for a in missing], now
+    )
     await rate_batch(session, created, now, cache)
     await session.flush()
     return len(created)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -65,6 +66,63 @@ async def invoice_for(
     )
     assert invoice is not None
     return invoice
+
+
+async def open_invoices(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    wanted: list[tuple[PlanAssignment, plans.LoadedPlan]],
+    moment: datetime,
+) -> list[Invoice]:
+    """invoice_for for many customers at once (one INSERT, one SELECT), locked, in the order
+    of `wanted`. At most a few thousand: the INSERT binds 16 parameters per invoice."""
+    if not wanted:
+        return []
+    rows: list[dict[str, Any]] = []
+    keys: list[tuple[str, datetime]] = []
+    for assignment, loaded in wanted:
+        plan = loaded.plan
+        period = period_at(assignment.start_time, plan.period_interval, plan.period_count, moment)
+        rows.append(
+            {
+                "account_id": account_id,
+                "id": uuid.uuid4(),
+                "customer_id": assignment.customer_id,
+                "plan_id": plan.id,
+                "assignment_id": assignment.id,
+                "period_start": period.start,
+                "period_end": period.end,
+                "status": InvoiceStatus.OPEN,
+                "currency": plan.currency,
+                "lines": [],
+                "discounts": [],
+                "subtotal": 0,
+                "discount": 0,
+                "credits_applied": 0,
+                "total": 0,
+                "version": 0,
+            }
+        )
+        keys.append((assignment.customer_id, period.start))
+    await session.execute(
+        insert(Invoice)
+        .values(rows)
+        .on_conflict_do_nothing(constraint="uq_invoices_customer_period")
+    )
+    found = {
+        (inv.customer_id, inv.period_start): inv
+        for inv in await session.scalars(
+            select(Invoice)
+            .where(
+                col(Invoice.account_id) == account_id,
+                col(Invoice.customer_id) == any_text([customer for customer, _ in keys]),
+                col(Invoice.period_start) <= moment,
+                col(Invoice.period_end) > moment,
+            )
+            .with_for_update()
+        )
+    }
+    return [found[key] for key in keys]
 
 
 MAX_BACKFILL_PERIODS = 400

@@ -134,7 +134,7 @@ async def close_account(
                 session, account_id=account_id, now=now, limit=batch
             )
         report.opened += opened
-        if opened < batch:
+        if opened < min(batch, invoice_lifecycle.OPEN_AT_MOST):
             return report
 
 
