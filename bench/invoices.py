@@ -21,7 +21,16 @@ from common import fresh_database, new_account, percentile
 
 from meterflow.db import create_engine, create_session_factory, unit_of_work
 from meterflow.models import MeterType, PeriodInterval
-from meterflow.services import ingestion, invoices, meters, plans, rollups, wallets
+from meterflow.services import (
+    ingestion,
+    invoice_lifecycle,
+    invoice_rating,
+    meters,
+    period_close,
+    plans,
+    rollups,
+    wallets,
+)
 from meterflow.services.meters import MeterSpec
 from meterflow.services.plans import ItemSpec, PlanSpec
 
@@ -112,7 +121,9 @@ async def main() -> None:
                 ),
             ),
         )
-        await plans.activate_plan(session, account_id=account, plan_id=loaded.plan.id)
+        await plans.activate_plan(
+            session, account_id=account, plan_id=loaded.plan.id, now=datetime.now(UTC)
+        )
 
     async def ingest_and_roll(records: list[ingestion.RawRecord]) -> None:
         for start in range(0, len(records), 5000):
@@ -146,7 +157,7 @@ async def main() -> None:
         await ingest_and_roll(batch(["solo"], 5, now))
         started = time.perf_counter()
         async with unit_of_work(factory) as session:
-            await invoices.rerate_customer(
+            await invoice_rating.rerate_customer(
                 session, account_id=account, customer_id="solo", now=datetime.now(UTC)
             )
         rerate_ms.append((time.perf_counter() - started) * 1000)
@@ -157,17 +168,26 @@ async def main() -> None:
     await ingest_and_roll(batch(customers, 2, now))
     seeded = time.perf_counter() - began
     began = time.perf_counter()
-    async with unit_of_work(factory) as session:
-        opened = await invoices.open_current_periods(session, now=now)
+    opened = 0
+    while True:  # in batches, as the close opens them
+        async with unit_of_work(factory) as session:
+            step = await invoice_lifecycle.open_current_periods(
+                session, account_id=account, now=now
+            )
+        opened += step
+        if step < invoice_lifecycle.OPEN_AT_MOST:
+            break
     opening = time.perf_counter() - began
     tomorrow = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
     began = time.perf_counter()
-    async with unit_of_work(factory) as session:
-        report = await invoices.close_periods(session, now=tomorrow + timedelta(seconds=1))
+    report = await period_close.close_account(
+        factory, account_id=account, now=tomorrow + timedelta(seconds=1)
+    )
     closing = time.perf_counter() - began
     began = time.perf_counter()
-    async with unit_of_work(factory) as session:
-        again = await invoices.close_periods(session, now=tomorrow + timedelta(seconds=1))
+    again = await period_close.close_account(
+        factory, account_id=account, now=tomorrow + timedelta(seconds=1)
+    )
     rerun = time.perf_counter() - began
     await engine.dispose()
 

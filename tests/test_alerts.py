@@ -341,9 +341,10 @@ async def test_cost_and_balance_rules(session_factory: Any) -> None:
     from meterflow.services import (
         accounts,
         alerts,
+        assignments,
         customers,
         ingestion,
-        invoices,
+        invoice_rating,
         meters,
         plans,
         rollups,
@@ -370,9 +371,9 @@ async def test_cost_and_balance_rules(session_factory: Any) -> None:
                 items=(ItemSpec("calls", {"type": "per_unit", "unitPrice": "0.5"}),),
             ),
         )
-        await plans.activate_plan(session, account_id=account.id, plan_id=plan.plan.id)
+        await plans.activate_plan(session, account_id=account.id, plan_id=plan.plan.id, now=now)
         await customers.create_customer(session, account_id=account.id, customer_id="spender")
-        await plans.assign_plan(
+        await assignments.assign_plan(
             session,
             account_id=account.id,
             customer_id="spender",
@@ -426,7 +427,7 @@ async def test_cost_and_balance_rules(session_factory: Any) -> None:
         await ingestion.ingest(session, account_id=account.id, records=records, now=now)
     async with unit_of_work(session_factory) as session:
         await rollups.rollup_account(session, account_id=account.id)
-        await invoices.rerate_customers(
+        await invoice_rating.rerate_customers(
             session, account_id=account.id, customer_ids=["spender"], now=datetime.now(UTC)
         )
     async with unit_of_work(session_factory) as session:

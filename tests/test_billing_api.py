@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from meterflow.db import SessionFactory, unit_of_work
-from meterflow.services import invoices
+from meterflow.db import SessionFactory
+from meterflow.services import period_close
 from tests.client import GraphQLClient
 from tests.helpers import create_meter, ingest
 
@@ -250,8 +250,7 @@ async def test_period_boundary_finalize_and_late_events(
     await ingest(gql, calls("dayco", 4, at=today + timedelta(seconds=1)))
     await invoice_when(gql, "dayco", lambda i: D(i["subtotal"]) == D("1.40"))
 
-    async with unit_of_work(session_factory) as session:
-        await invoices.close_periods(session, now=datetime.now(UTC))
+    await period_close.close_all(session_factory, clock=lambda: datetime.now(UTC))
     listing = (
         f"""{{ invoices(customerId: "dayco") {{ edges {{ node {{ {INVOICE_FIELDS} }} }} }} }}"""
     )
@@ -261,8 +260,8 @@ async def test_period_boundary_finalize_and_late_events(
         (yesterday.isoformat(), "FINALIZED", "2.00"),
     ]
 
-    async with unit_of_work(session_factory) as session:  # idempotent
-        again = await invoices.close_periods(session, now=datetime.now(UTC))
+    # Idempotent: a second run finds nothing to do.
+    again = await period_close.close_all(session_factory, clock=lambda: datetime.now(UTC))
     assert (again.finalized, again.to_grace) == (0, 0)
     second = [e["node"] for e in (await gql(listing))["invoices"]["edges"]]
     assert second[1] == first[1]

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from meterflow.db import SessionFactory, unit_of_work
 from meterflow.jobs import JobQueue
 from meterflow.models import MeterType, PeriodInterval
-from meterflow.services import accounts, ingestion, invoices, meters, plans
+from meterflow.services import accounts, ingestion, invoice_queries, invoice_rating, meters, plans
 from meterflow.services.meters import MeterSpec
 from meterflow.services.plans import ItemSpec, PlanSpec
 from meterflow.workers import rollup
@@ -41,7 +41,9 @@ async def test_failed_rerate_becomes_a_retried_job(
                 items=(ItemSpec("calls", {"type": "per_unit", "unitPrice": "0.5"}),),
             ),
         )
-        await plans.activate_plan(session, account_id=account.id, plan_id=plan.plan.id)
+        await plans.activate_plan(
+            session, account_id=account.id, plan_id=plan.plan.id, now=datetime.now(UTC)
+        )
     data = {
         "meterApiName": "calls",
         "customerId": "r1",
@@ -57,7 +59,7 @@ async def test_failed_rerate_becomes_a_retried_job(
             now=now,
         )
 
-    real = invoices.rerate_customers
+    real = invoice_rating.rerate_customers
     failures = []
 
     async def flaky(*args: Any, **kwargs: Any) -> Any:
@@ -66,7 +68,7 @@ async def test_failed_rerate_becomes_a_retried_job(
             raise RuntimeError("injected: the database hiccupped")
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(invoices, "rerate_customers", flaky)
+    monkeypatch.setattr(invoice_rating, "rerate_customers", flaky)
     redis = Redis.from_url(redis_url)
     jobs = JobQueue(redis_url)
     ctx = {"session_factory": session_factory, "jobs": jobs, "redis": redis}
@@ -78,7 +80,7 @@ async def test_failed_rerate_becomes_a_retried_job(
         # The retry (per customer), run as the worker would, brings the invoice up to date.
         await rollup.rerate_customer(ctx, str(account.id), "r1")
         async with unit_of_work(session_factory) as session:
-            invoice = await invoices.current_invoice(
+            invoice = await invoice_queries.current_invoice(
                 session, account_id=account.id, customer_id="r1", now=datetime.now(UTC)
             )
         assert invoice is not None and invoice.total == Decimal("2.00")

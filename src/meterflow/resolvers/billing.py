@@ -8,7 +8,8 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from meterflow import models
-from meterflow.errors import NotFoundError
+from meterflow.errors import ConflictError, NotFoundError
+from meterflow.jobs import RERATE_JOB
 from meterflow.pricing import invoice as pricing
 from meterflow.pubsub import customer_channels
 from meterflow.resolvers.base import (
@@ -27,12 +28,22 @@ from meterflow.schema.billing import (
     GrantCreditsResult,
     Invoice,
     InvoiceConnection,
+    InvoiceResult,
     PlanAssignment,
     PricingPlan,
     PricingPlanResult,
     Wallet,
 )
-from meterflow.services import invoices, plans, wallets
+from meterflow.schema.errors import NotFoundProblem
+from meterflow.services import (
+    assignments,
+    invoice_lifecycle,
+    invoice_queries,
+    invoice_rating,
+    period_close,
+    plans,
+    wallets,
+)
 from meterflow.services.pagination import page_size
 
 
@@ -83,7 +94,7 @@ async def _wallet_currency(
 ) -> str:
     if currency:
         return currency.upper()
-    assignment = await plans.assignment_at(
+    assignment = await assignments.assignment_at(
         session, account_id=account_id, customer_id=customer_id, moment=now
     )
     if assignment is not None:
@@ -121,7 +132,7 @@ class BillingQueries:
     async def current_invoice(self, info: Info, customer_id: str) -> Invoice | None:
         account_id = require_reader(info, customer_id)
         async with info.context.unit_of_work() as session:
-            row = await invoices.current_invoice(
+            row = await invoice_queries.current_invoice(
                 session,
                 account_id=account_id,
                 customer_id=customer_id,
@@ -142,7 +153,7 @@ class BillingQueries:
         account_id = require_reader(info, customer_id)
         limit = page_size(first, maximum=info.context.max_page_size)
         async with info.context.session_factory() as session:
-            page = await invoices.list_invoices(
+            page = await invoice_queries.list_invoices(
                 session,
                 account_id=account_id,
                 customer_id=customer_id,
@@ -189,7 +200,10 @@ class BillingMutations:
         return await mutate(
             info,
             lambda session, principal: plans.activate_plan(
-                session, account_id=principal.account_id, plan_id=_plan_id(id)
+                session,
+                account_id=principal.account_id,
+                plan_id=_plan_id(id),
+                now=datetime.now(UTC),
             ),
             PricingPlan.from_loaded,
         )
@@ -199,7 +213,10 @@ class BillingMutations:
         return await mutate(
             info,
             lambda session, principal: plans.deprecate_plan(
-                session, account_id=principal.account_id, plan_id=_plan_id(id)
+                session,
+                account_id=principal.account_id,
+                plan_id=_plan_id(id),
+                now=datetime.now(UTC),
             ),
             PricingPlan.from_loaded,
         )
@@ -210,7 +227,7 @@ class BillingMutations:
     ) -> AssignPricingPlanResult:
         async def assign(session: AsyncSession, principal: Any) -> models.PlanAssignment:
             now = datetime.now(UTC)
-            assignment = await plans.assign_plan(
+            assignment = await assignments.assign_plan(
                 session,
                 account_id=principal.account_id,
                 customer_id=input.customer_id,
@@ -218,7 +235,7 @@ class BillingMutations:
                 start_time=input.start_time,
                 now=now,
             )
-            await invoices.rerate_customer(
+            await invoice_rating.rerate_customer(
                 session, account_id=principal.account_id, customer_id=input.customer_id, now=now
             )
             return assignment
@@ -236,6 +253,51 @@ class BillingMutations:
         # Subscribers re-read the truth: a refused change just shows the same state again.
         principal = require_admin(info)
         await info.context.publish(*customer_channels(principal.account_id, input.customer_id))
+        return result
+
+    @strawberry.mutation(
+        description="Close an OPEN or GRACE invoice now (an operator's decision, a customer "
+        "leaving): it includes every event committed before this call. Its period stays; "
+        "later events of that period are late, as after a normal close."
+    )
+    async def finalize_invoice(self, info: Info, id: strawberry.ID) -> InvoiceResult:
+        principal = require_admin(info)
+        try:
+            invoice_id = uuid.UUID(str(id))
+        except ValueError:
+            return NotFoundProblem(
+                code=NotFoundError.code, message=f"no invoice {id} in this account"
+            )
+        # The watermark gate, before the unit of work: its rollup steps commit on their own.
+        caught = await period_close.catch_up(
+            info.context.session_factory, account_id=principal.account_id
+        )
+
+        async def finalize(session: AsyncSession, principal: Any) -> models.Invoice:
+            if not caught.caught_up:
+                raise ConflictError(
+                    "usage is still being rolled up (a long ingest transaction is in flight); "
+                    "try again in a few seconds"
+                )
+            return await invoice_lifecycle.finalize_invoice(
+                session,
+                account_id=principal.account_id,
+                invoice_id=invoice_id,
+                now=datetime.now(UTC),
+            )
+
+        result = await mutate(info, finalize, Invoice.from_model)
+        jobs = info.context.jobs
+        if jobs is not None:  # customers the catch-up rolled up: their running invoices follow
+            for customer_id in sorted(caught.touched):
+                await jobs.enqueue_coalesced(
+                    RERATE_JOB,
+                    f"rerate:{principal.account_id}:{customer_id}",
+                    str(principal.account_id),
+                    customer_id,
+                )
+        if isinstance(result, Invoice):
+            await info.context.publish(*customer_channels(principal.account_id, result.customer_id))
         return result
 
     @strawberry.mutation(description="Add prepaid credits; they apply to the open invoice now.")
@@ -260,7 +322,7 @@ class BillingMutations:
                 money_currency=money,
                 ratio=input.ratio,
             )
-            await invoices.rerate_customer(
+            await invoice_rating.rerate_customer(
                 session, account_id=principal.account_id, customer_id=input.customer_id, now=now
             )
             left = await wallets.balance(

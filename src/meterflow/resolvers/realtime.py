@@ -17,7 +17,7 @@ from meterflow.pubsub import channel
 from meterflow.resolvers.base import Info, require_admin, require_reader
 from meterflow.schema.billing import Invoice, Wallet
 from meterflow.schema.events import MeterEvent
-from meterflow.services import current_usage, events, invoices, wallets
+from meterflow.services import current_usage, events, invoice_queries, wallets
 
 # At most this many messages a second per subscription: a burst of changes becomes one.
 COALESCE_SECONDS = 0.2
@@ -80,7 +80,7 @@ class RealtimeSubscriptions:
 
         async def read() -> Invoice | None:
             async with info.context.unit_of_work() as session:
-                row = await invoices.current_invoice(
+                row = await invoice_queries.current_invoice(
                     session, account_id=account_id, customer_id=customer_id, now=datetime.now(UTC)
                 )
             return Invoice.from_model(row) if row else None

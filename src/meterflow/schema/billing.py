@@ -10,6 +10,7 @@ from strawberry.scalars import JSON
 
 from meterflow import models
 from meterflow.schema.errors import (
+    ConflictProblem,
     InvalidTransitionProblem,
     NotFoundProblem,
     ValidationProblem,
@@ -331,6 +332,10 @@ CreatePricingPlanResult = Annotated[
 PricingPlanResult = Annotated[
     PricingPlan | NotFoundProblem | InvalidTransitionProblem,
     strawberry.union("PricingPlanResult"),
+]
+InvoiceResult = Annotated[
+    Invoice | NotFoundProblem | InvalidTransitionProblem | ConflictProblem,
+    strawberry.union("InvoiceResult"),
 ]
 AssignPricingPlanResult = Annotated[
     PlanAssignment | NotFoundProblem | InvalidTransitionProblem | ValidationProblem,

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from meterflow.errors import ValidationError
 from meterflow.models import PricingPlan
-from meterflow.services import plans
+from meterflow.services import assignments, plans
 
 # An ISO 4217 code or a custom credit unit, as wallets store them (credit_grants.currency).
 WALLET_UNIT = re.compile(r"[A-Z0-9_]{1,20}")
@@ -22,7 +22,7 @@ async def _plan_of(
 ) -> PricingPlan | None:
     if customer_id is None:
         return None
-    assignment = await plans.assignment_at(
+    assignment = await assignments.assignment_at(
         session, account_id=account_id, customer_id=customer_id, moment=now
     )
     if assignment is None:

@@ -15,7 +15,7 @@ from meterflow.errors import ConflictError, NotFoundError
 from meterflow.models import Customer
 from meterflow.models.base import utcnow
 from meterflow.models.customer import CUSTOMER_ID_MAX, EMAIL_MAX, NAME_MAX
-from meterflow.services import validation
+from meterflow.services import assignments, validation
 from meterflow.services.pagination import Page, decode_cursor
 
 # Printable, no whitespace at the ends; customer ids travel in URLs and CSV files.
@@ -59,9 +59,7 @@ async def create_customer(
     )
     if inserted is None:
         raise ConflictError(f"customer {customer_id!r} already exists in this account")
-    from meterflow.services import plans  # plans imports this module
-
-    await plans.assign_default_plan(
+    await assignments.assign_default_plan(
         session, account_id=account_id, customer_ids={customer_id}, now=utcnow()
     )
     return inserted

@@ -110,8 +110,8 @@ async def seed(session: AsyncSession) -> DemoAccount:
         await meters.activate_meter(session, account_id=account.id, meter_api_name=name)
     # A default plan (customers created below join it), so invoices and wallets move too.
     plan = await plans.create_plan(session, account_id=account.id, spec=DEMO_PLAN)
-    await plans.activate_plan(session, account_id=account.id, plan_id=plan.plan.id)
     now = utcnow()
+    await plans.activate_plan(session, account_id=account.id, plan_id=plan.plan.id, now=now)
     for customer_id, name, email in DEMO_CUSTOMERS:
         await customers.create_customer(
             session, account_id=account.id, customer_id=customer_id, name=name, email=email

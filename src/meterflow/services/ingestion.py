@@ -23,7 +23,7 @@ from sqlmodel import col
 
 from meterflow.models import Account, Customer, IngestNotice, Meter, MeterStatus, MeterType
 from meterflow.models.meter_event import UNIQUE_ID_MAX
-from meterflow.services import plans
+from meterflow.services import assignments
 from meterflow.services.event_records import EventRecord, RejectCode, Rejection, parse_record
 from meterflow.services.sql import any_text
 from meterflow.services.validation import storable
@@ -237,7 +237,7 @@ async def _known_customers(
         )
         .on_conflict_do_nothing(constraint="uq_customers_account_customer_id")
     )
-    await plans.assign_default_plan(
+    await assignments.assign_default_plan(
         session, account_id=account_id, customer_ids=missing, now=datetime.now(UTC)
     )
     return customer_ids

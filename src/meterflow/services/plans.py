@@ -1,16 +1,16 @@
-"""Pricing plans: DRAFT → ACTIVE (immutable; activates its draft meters) → DEPRECATED, and the
-assignment of a plan to a customer."""
+"""Pricing plans: DRAFT → ACTIVE (immutable; activates its draft meters) → DEPRECATED.
+Who is on which plan lives in `assignments`."""
 
 from __future__ import annotations
 
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -19,17 +19,13 @@ from meterflow.models import (
     Meter,
     MeterStatus,
     PeriodInterval,
-    PlanAssignment,
     PlanItem,
     PlanStatus,
     PricingPlan,
 )
-from meterflow.models.base import utcnow
 from meterflow.pricing import invoice as pricing
 from meterflow.pricing.models import ByDimension, parse_price_model, to_json
-from meterflow.services import customers, validation
-from meterflow.services.periods import floor_interval
-from meterflow.services.validation import utc_time
+from meterflow.services import validation
 
 CURRENCY_RE = re.compile(r"[A-Z]{3}")
 
@@ -261,7 +257,7 @@ async def list_plans(
     return [p for p in plans if p is not None]
 
 
-async def _required(session: AsyncSession, account_id: uuid.UUID, plan_id: uuid.UUID) -> LoadedPlan:
+async def required(session: AsyncSession, account_id: uuid.UUID, plan_id: uuid.UUID) -> LoadedPlan:
     loaded = await load_plan(session, account_id=account_id, plan_id=plan_id)
     if loaded is None:
         raise NotFoundError(f"no pricing plan {plan_id} in this account")
@@ -269,9 +265,9 @@ async def _required(session: AsyncSession, account_id: uuid.UUID, plan_id: uuid.
 
 
 async def activate_plan(
-    session: AsyncSession, *, account_id: uuid.UUID, plan_id: uuid.UUID
+    session: AsyncSession, *, account_id: uuid.UUID, plan_id: uuid.UUID, now: datetime
 ) -> LoadedPlan:
-    loaded = await _required(session, account_id, plan_id)
+    loaded = await required(session, account_id, plan_id)
     if loaded.plan.status is not PlanStatus.DRAFT:
         raise InvalidTransitionError(
             f"plan {plan_id} is {loaded.plan.status}: only a DRAFT plan can be activated "
@@ -281,23 +277,23 @@ async def activate_plan(
     for _, meter in loaded.items:
         if meter.status is MeterStatus.DRAFT:  # prices lock the meters they rate
             meter.status = MeterStatus.ACTIVE
-            meter.activated_at = meter.updated_at = utcnow()
+            meter.activated_at = meter.updated_at = now
     loaded.plan.status = PlanStatus.ACTIVE
-    loaded.plan.activated_at = utcnow()
+    loaded.plan.activated_at = now
     await session.flush()
     return loaded
 
 
 async def deprecate_plan(
-    session: AsyncSession, *, account_id: uuid.UUID, plan_id: uuid.UUID
+    session: AsyncSession, *, account_id: uuid.UUID, plan_id: uuid.UUID, now: datetime
 ) -> LoadedPlan:
-    loaded = await _required(session, account_id, plan_id)
+    loaded = await required(session, account_id, plan_id)
     if loaded.plan.status is PlanStatus.DEPRECATED:
         raise InvalidTransitionError(
             f"plan {plan_id} is already DEPRECATED", current_status=loaded.plan.status
         )
     loaded.plan.status = PlanStatus.DEPRECATED
-    loaded.plan.deprecated_at = utcnow()
+    loaded.plan.deprecated_at = now
     loaded.plan.is_default = False
     await session.flush()
     return loaded
@@ -310,93 +306,4 @@ async def default_plan(session: AsyncSession, account_id: uuid.UUID) -> PricingP
             col(PricingPlan.is_default).is_(True),
             col(PricingPlan.status) == PlanStatus.ACTIVE,
         )
-    )
-
-
-# No event is older than 2000; a period (up to 120 years) must end inside datetime's range.
-ASSIGNMENTS_FROM = datetime(2000, 1, 1, tzinfo=UTC)
-ASSIGNMENTS_UNTIL = datetime(9000, 1, 1, tzinfo=UTC)
-
-
-async def assign_plan(
-    session: AsyncSession,
-    *,
-    account_id: uuid.UUID,
-    customer_id: str,
-    plan_id: uuid.UUID,
-    start_time: datetime | None,
-    now: datetime,
-) -> PlanAssignment:
-    """Put a customer on a plan from `start_time` (default: the start of the current period).
-    A later-starting assignment is replaced; the current one ends where this one starts."""
-    loaded = await _required(session, account_id, plan_id)
-    if loaded.plan.status is not PlanStatus.ACTIVE:
-        raise InvalidTransitionError(
-            f"plan {plan_id} is {loaded.plan.status}: only an ACTIVE plan can be assigned",
-            current_status=loaded.plan.status,
-        )
-    if start_time is not None:
-        # Every period up to now gets an invoice, and periods are computed to their end.
-        start_time = utc_time(
-            start_time, field="startTime", earliest=ASSIGNMENTS_FROM, latest=ASSIGNMENTS_UNTIL
-        )
-    customer = await customers.get_customer(session, account_id=account_id, customer_id=customer_id)
-    if customer is None:
-        raise NotFoundError(f"no customer {customer_id!r} in this account")
-    start = start_time or floor_interval(now, loaded.plan.period_interval)
-    await session.execute(
-        delete(PlanAssignment).where(
-            col(PlanAssignment.account_id) == account_id,
-            col(PlanAssignment.customer_id) == customer_id,
-            col(PlanAssignment.start_time) >= start,
-        )
-    )
-    await session.execute(
-        update(PlanAssignment)
-        .where(
-            col(PlanAssignment.account_id) == account_id,
-            col(PlanAssignment.customer_id) == customer_id,
-            (col(PlanAssignment.end_time).is_(None)) | (col(PlanAssignment.end_time) > start),
-        )
-        .values(end_time=start)
-    )
-    assignment = PlanAssignment(
-        account_id=account_id, customer_id=customer_id, plan_id=plan_id, start_time=start
-    )
-    session.add(assignment)
-    await session.flush()
-    return assignment
-
-
-async def assign_default_plan(
-    session: AsyncSession, *, account_id: uuid.UUID, customer_ids: set[str], now: datetime
-) -> int:
-    """New customers join the account's default plan, from the start of the current period."""
-    plan = await default_plan(session, account_id)
-    if plan is None or not customer_ids:
-        return 0
-    start = floor_interval(now, plan.period_interval)
-    for customer_id in sorted(customer_ids):
-        session.add(
-            PlanAssignment(
-                account_id=account_id, customer_id=customer_id, plan_id=plan.id, start_time=start
-            )
-        )
-    await session.flush()
-    return len(customer_ids)
-
-
-async def assignment_at(
-    session: AsyncSession, *, account_id: uuid.UUID, customer_id: str, moment: datetime
-) -> PlanAssignment | None:
-    return await session.scalar(
-        select(PlanAssignment)
-        .where(
-            col(PlanAssignment.account_id) == account_id,
-            col(PlanAssignment.customer_id) == customer_id,
-            col(PlanAssignment.start_time) <= moment,
-            (col(PlanAssignment.end_time).is_(None)) | (col(PlanAssignment.end_time) > moment),
-        )
-        .order_by(col(PlanAssignment.start_time).desc())
-        .limit(1)
     )

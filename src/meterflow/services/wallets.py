@@ -271,12 +271,16 @@ def _money_of(grant: CreditGrant, step: Decimal) -> Decimal:
     return worth if grant.ratio == 1 else worth.quantize(step, ROUND_DOWN)
 
 
-async def expire(session: AsyncSession, *, now: datetime) -> int:
-    """Expire grants whose time has come: what is left of them leaves the balance."""
+async def expire(session: AsyncSession, *, account_id: uuid.UUID, now: datetime) -> int:
+    """Expire one account's grants whose time has come: what is left of them leaves the balance."""
     due = list(
         await session.scalars(
             select(CreditGrant)
-            .where(col(CreditGrant.expired_at).is_(None), col(CreditGrant.expires_at) <= now)
+            .where(
+                col(CreditGrant.account_id) == account_id,
+                col(CreditGrant.expired_at).is_(None),
+                col(CreditGrant.expires_at) <= now,
+            )
             .with_for_update(skip_locked=True)
         )
     )

@@ -11,7 +11,7 @@ from typing import Any
 from meterflow.db import unit_of_work
 from meterflow.jobs import RERATE_JOB, JobQueue
 from meterflow.pubsub import customer_channels, publish
-from meterflow.services import alerts, invoices, rollups
+from meterflow.services import alerts, invoice_rating, rollups
 from meterflow.workers.alerts import dispatch
 
 log = logging.getLogger("meterflow.workers.rollup")
@@ -91,7 +91,7 @@ async def rerate_customers(ctx: dict[str, Any], account_id: str, customers: list
         return
     account = uuid.UUID(account_id)
     async with unit_of_work(ctx["session_factory"]) as session:
-        await invoices.rerate_customers(
+        await invoice_rating.rerate_customers(
             session, account_id=account, customer_ids=customers, now=datetime.now(UTC)
         )
     await publish(
@@ -103,19 +103,10 @@ async def rerate_customer(ctx: dict[str, Any], account_id: str, customer_id: str
     """Bring one customer's running invoices up to date, then tell its subscribers."""
     account = uuid.UUID(account_id)
     async with unit_of_work(ctx["session_factory"]) as session:
-        await invoices.rerate_customer(
+        await invoice_rating.rerate_customer(
             session, account_id=account, customer_id=customer_id, now=datetime.now(UTC)
         )
     await publish(ctx["redis"], *customer_channels(account, customer_id))
-
-
-async def close_billing_periods(ctx: dict[str, Any]) -> int:
-    """Finalize ended periods, open current ones, expire credits. Idempotent."""
-    async with unit_of_work(ctx["session_factory"]) as session:
-        report = await invoices.close_periods(session, now=datetime.now(UTC))
-    if report.finalized or report.to_grace or report.opened:
-        log.info("billing periods: %s", report)
-    return report.finalized
 
 
 async def sweep_rollups(ctx: dict[str, Any]) -> int:

@@ -14,10 +14,10 @@ from meterflow.db import create_engine, create_session_factory
 from meterflow.jobs import DELIVER_JOB, RERATE_JOB, ROLLUP_JOB, JobQueue, redis_settings
 from meterflow.secretbox import SecretBox
 from meterflow.workers.alerts import deliver_alert
+from meterflow.workers.billing import close_billing_periods
 from meterflow.workers.heartbeat import beat_forever, heartbeat
 from meterflow.workers.rollup import (
     alert_period_ends,
-    close_billing_periods,
     rerate_customer,
     sweep_rollups,
     usage_rollup,

@@ -1,35 +1,28 @@
-"""Invoices: one per customer per billing period, re-rated as usage arrives, then closed.
-
-OPEN (running) → GRACE (period over, late events still count for `grace_period_hours`) →
-FINALIZED (locked; late events are stored but change nothing billed).
-"""
+"""Invoice rating: usage → amounts on the running invoices (OPEN and GRACE), one customer at a
+time or in batches. Finalized invoices are never touched."""
 
 from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import any_, bindparam, func, select, tuple_
-from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
+from sqlalchemy import any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from meterflow.models import CreditGrant, Invoice, InvoiceStatus, MeterType, PlanAssignment
+from meterflow.models import CreditGrant, Invoice, MeterType, PlanAssignment
 from meterflow.pricing import invoice as pricing
 from meterflow.pricing.models import ByDimension, Percentage, parse_price_model
 from meterflow.pricing.rating import DimensionUsage
-from meterflow.services import plans, usage, wallets
-from meterflow.services.pagination import Page
+from meterflow.services import assignments, plans, usage, wallets
+from meterflow.services.invoice_rows import EPSILON, RUNNING, backfill, existing_periods, void
 from meterflow.services.periods import covered_share, period_at
 from meterflow.services.sql import any_text
 from meterflow.services.timebuckets import Grouping
-
-RUNNING = (InvoiceStatus.OPEN, InvoiceStatus.GRACE)
-EPSILON = timedelta(microseconds=1)
 
 
 def _needs_counts(model: Any) -> bool:
@@ -167,81 +160,7 @@ async def apply_rating(
     return invoice
 
 
-async def _invoice_for(
-    session: AsyncSession,
-    account_id: uuid.UUID,
-    customer_id: str,
-    assignment: PlanAssignment,
-    loaded: plans.LoadedPlan,
-    moment: datetime,
-) -> Invoice:
-    """The invoice of the period containing `moment`, created (empty) if it does not exist."""
-    plan = loaded.plan
-    period = period_at(assignment.start_time, plan.period_interval, plan.period_count, moment)
-    await session.execute(
-        insert(Invoice)
-        .values(
-            account_id=account_id,
-            id=uuid.uuid4(),
-            customer_id=customer_id,
-            plan_id=plan.id,
-            assignment_id=assignment.id,
-            period_start=period.start,
-            period_end=period.end,
-            status=InvoiceStatus.OPEN,
-            currency=plan.currency,
-            lines=[],
-            discounts=[],
-            subtotal=0,
-            discount=0,
-            credits_applied=0,
-            total=0,
-            version=0,
-        )
-        .on_conflict_do_nothing(constraint="uq_invoices_customer_period")
-    )
-    invoice = await session.scalar(
-        select(Invoice)
-        .where(
-            col(Invoice.account_id) == account_id,
-            col(Invoice.customer_id) == customer_id,
-            col(Invoice.period_start) == period.start,
-        )
-        .with_for_update()
-    )
-    assert invoice is not None
-    return invoice
-
-
-MAX_BACKFILL_PERIODS = 400
-
-
-async def _backfill(
-    session: AsyncSession,
-    account_id: uuid.UUID,
-    customer_id: str,
-    assignment: PlanAssignment,
-    loaded: plans.LoadedPlan,
-    now: datetime,
-) -> None:
-    """Every period of the assignment up to now has an invoice (an assignment may start in the
-    past): from the customer's newest invoice, or the assignment's start, to the current one."""
-    newest = await session.scalar(
-        select(func.max(col(Invoice.period_start))).where(
-            col(Invoice.account_id) == account_id, col(Invoice.customer_id) == customer_id
-        )
-    )
-    plan = loaded.plan
-    moment = max(assignment.start_time, newest) if newest else assignment.start_time
-    for _ in range(MAX_BACKFILL_PERIODS):
-        period = period_at(assignment.start_time, plan.period_interval, plan.period_count, moment)
-        await _invoice_for(session, account_id, customer_id, assignment, loaded, moment)
-        if period.end > now:
-            return
-        moment = period.end
-
-
-class _PlanCache:
+class PlanCache:
     def __init__(self, session: AsyncSession, account_id: uuid.UUID) -> None:
         self.session, self.account_id = session, account_id
         self._plans: dict[uuid.UUID, plans.LoadedPlan] = {}
@@ -261,12 +180,12 @@ async def rerate_customer(
 ) -> list[Invoice]:
     """Bring the customer's running invoices up to date with its usage (and open the current
     period's invoice if the customer is on a plan). Finalized invoices are never touched."""
-    cache = _PlanCache(session, account_id)
-    current = await plans.assignment_at(
+    cache = PlanCache(session, account_id)
+    current = await assignments.assignment_at(
         session, account_id=account_id, customer_id=customer_id, moment=now
     )
     if current is not None:
-        await _backfill(
+        await backfill(
             session, account_id, customer_id, current, await cache.get(current.plan_id), now
         )
     running = list(
@@ -284,17 +203,17 @@ async def rerate_customer(
     rated = []
     for invoice in running:
         moment = min(now, invoice.period_end - EPSILON)
-        assignment = await plans.assignment_at(
+        assignment = await assignments.assignment_at(
             session, account_id=account_id, customer_id=customer_id, moment=moment
         )
         if assignment is None:
-            await _void(session, invoice, now)
+            await void(session, invoice, now)
             continue
         loaded = await cache.get(assignment.plan_id)
         plan = loaded.plan
         period = period_at(assignment.start_time, plan.period_interval, plan.period_count, moment)
         if period.start != invoice.period_start:  # the plan changed under this period
-            await _void(session, invoice, now)
+            await void(session, invoice, now)
             continue
         used = await usage_for(
             session,
@@ -312,22 +231,6 @@ async def rerate_customer(
     return rated
 
 
-async def _existing_periods(
-    session: AsyncSession, account_id: uuid.UUID, customer_ids: list[str]
-) -> set[tuple[str, datetime]]:
-    """(customer, period start) of the customers' invoices: one array parameter, however many
-    customers (a tuple IN list binds two parameters per customer and hits the limit)."""
-    if not customer_ids:
-        return set()
-    rows = await session.execute(
-        select(col(Invoice.customer_id), col(Invoice.period_start)).where(
-            col(Invoice.account_id) == account_id,
-            col(Invoice.customer_id) == any_text(customer_ids),
-        )
-    )
-    return {(row[0], row[1]) for row in rows}
-
-
 async def rerate_customers(
     session: AsyncSession, *, account_id: uuid.UUID, customer_ids: list[str], now: datetime
 ) -> int:
@@ -335,7 +238,7 @@ async def rerate_customers(
     one usage query per plan item for all of them instead of several queries per customer."""
     if not customer_ids:
         return 0
-    cache = _PlanCache(session, account_id)
+    cache = PlanCache(session, account_id)
     current: dict[str, PlanAssignment] = {}
     for a in await session.scalars(
         select(PlanAssignment)
@@ -354,11 +257,11 @@ async def rerate_customers(
         periods[customer_id] = period_at(
             assignment.start_time, plan.period_interval, plan.period_count, now
         )
-    have = await _existing_periods(session, account_id, list(periods))
+    have = await existing_periods(session, account_id, list(periods))
     for customer_id, period in periods.items():
         if (customer_id, period.start) not in have:
             assignment = current[customer_id]
-            await _backfill(
+            await backfill(
                 session,
                 account_id,
                 customer_id,
@@ -393,32 +296,9 @@ async def rerate_customers(
             await rerate_customer(
                 session, account_id=account_id, customer_id=invoice.customer_id, now=now
             )
-    await _rate_batch(session, fits, now)
+    await rate_batch(session, fits, now)
     await session.flush()
     return len(fits)
-
-
-async def _void(session: AsyncSession, invoice: Invoice, now: datetime) -> None:
-    await wallets.draw(
-        session,
-        account_id=invoice.account_id,
-        customer_id=invoice.customer_id,
-        currency=invoice.currency,
-        invoice_id=invoice.id,
-        due=Decimal(0),
-        now=now,
-    )
-    invoice.status = InvoiceStatus.VOID
-    invoice.credits_applied = Decimal(0)
-    invoice.updated_at = now
-
-
-@dataclass
-class CloseReport:
-    finalized: int = 0
-    to_grace: int = 0
-    opened: int = 0
-    expired_grants: int = 0
 
 
 async def _customers_with_credit(
@@ -436,14 +316,18 @@ async def _customers_with_credit(
     )
 
 
-async def _rate_batch(session: AsyncSession, invoices: list[Invoice], now: datetime) -> None:
-    """Re-rate invoices in bulk: one usage query per plan item per (plan, period)."""
+async def rate_batch(
+    session: AsyncSession, invoices: list[Invoice], now: datetime, cache: PlanCache | None = None
+) -> None:
+    """Re-rate invoices in bulk: one usage query per plan item per (plan, period). A caller that
+    rates one account's invoices passes its `cache` so each plan loads once."""
     groups: dict[tuple[uuid.UUID, uuid.UUID, datetime, datetime], list[Invoice]] = defaultdict(list)
     for inv in invoices:
         groups[(inv.account_id, inv.plan_id, inv.period_start, inv.period_end)].append(inv)
     for (account_id, plan_id, start, end), members in groups.items():
-        loaded = await plans.load_plan(session, account_id=account_id, plan_id=plan_id)
-        assert loaded is not None
+        if cache is None or cache.account_id != account_id:
+            cache = PlanCache(session, account_id)
+        loaded = await cache.get(plan_id)
         ids = [inv.customer_id for inv in members]
         used = await usage_for(
             session,
@@ -481,151 +365,3 @@ async def _rate_batch(session: AsyncSession, invoices: list[Invoice], now: datet
                 now,
                 has_credit=inv.customer_id in with_credit,
             )
-
-
-async def close_periods(session: AsyncSession, *, now: datetime, batch: int = 2000) -> CloseReport:
-    """Move ended periods on and open the current ones. Idempotent: run it as often as you
-    like; a second run at the same `now` changes nothing."""
-    report = CloseReport(expired_grants=await wallets.expire(session, now=now))
-    while True:
-        ended = list(
-            await session.scalars(
-                select(Invoice)
-                .where(col(Invoice.status) == InvoiceStatus.OPEN, col(Invoice.period_end) <= now)
-                .order_by(col(Invoice.period_end))
-                .limit(batch)
-                .with_for_update(skip_locked=True)
-            )
-        )
-        grace = list(
-            await session.scalars(
-                select(Invoice)
-                .where(col(Invoice.status) == InvoiceStatus.GRACE)
-                .limit(batch)
-                .with_for_update(skip_locked=True)
-            )
-        )
-        if not ended and not grace:
-            break
-        await _rate_batch(session, ended + grace, now)
-        progressed = False
-        for inv in ended + grace:
-            loaded_plan = await plans.load_plan(
-                session, account_id=inv.account_id, plan_id=inv.plan_id
-            )
-            assert loaded_plan is not None
-            grace_end = inv.period_end + timedelta(hours=loaded_plan.plan.grace_period_hours)
-            if grace_end <= now:
-                inv.status = InvoiceStatus.FINALIZED
-                inv.finalized_at = now
-                report.finalized += 1
-                progressed = True
-            elif inv.status is InvoiceStatus.OPEN:
-                inv.status = InvoiceStatus.GRACE
-                report.to_grace += 1
-                progressed = True
-        await session.flush()
-        if not progressed:
-            break
-    report.opened = await open_current_periods(session, now=now)
-    return report
-
-
-async def open_current_periods(session: AsyncSession, *, now: datetime) -> int:
-    """Every customer on a plan gets its current period's invoice (fees show from day one)."""
-    active = list(
-        await session.scalars(
-            select(PlanAssignment).where(
-                col(PlanAssignment.start_time) <= now,
-                (col(PlanAssignment.end_time).is_(None)) | (col(PlanAssignment.end_time) > now),
-            )
-        )
-    )
-    created: list[Invoice] = []
-    by_account: dict[uuid.UUID, list[PlanAssignment]] = defaultdict(list)
-    for a in active:
-        by_account[a.account_id].append(a)
-    for account_id, assignments in by_account.items():
-        cache = _PlanCache(session, account_id)
-        wanted = []
-        for a in assignments:
-            loaded = await cache.get(a.plan_id)
-            period = period_at(
-                a.start_time, loaded.plan.period_interval, loaded.plan.period_count, now
-            )
-            wanted.append((a, period))
-        existing = await _existing_periods(session, account_id, [a.customer_id for a, _ in wanted])
-        for a, period in wanted:
-            if (a.customer_id, period.start) in existing:
-                continue
-            loaded = await cache.get(a.plan_id)
-            created.append(await _invoice_for(session, account_id, a.customer_id, a, loaded, now))
-    if created:
-        await _rate_batch(session, created, now)
-        await session.flush()
-    return len(created)
-
-
-async def current_invoice(
-    session: AsyncSession, *, account_id: uuid.UUID, customer_id: str, now: datetime
-) -> Invoice | None:
-    """The running invoice of the current period (created and rated if missing)."""
-    assignment = await plans.assignment_at(
-        session, account_id=account_id, customer_id=customer_id, moment=now
-    )
-    if assignment is None:
-        return None
-    loaded = await plans.load_plan(session, account_id=account_id, plan_id=assignment.plan_id)
-    assert loaded is not None
-    period = period_at(
-        assignment.start_time, loaded.plan.period_interval, loaded.plan.period_count, now
-    )
-    found = await session.scalar(
-        select(Invoice).where(
-            col(Invoice.account_id) == account_id,
-            col(Invoice.customer_id) == customer_id,
-            col(Invoice.period_start) == period.start,
-        )
-    )
-    if found is not None and found.version > 0:
-        return found
-    await rerate_customer(session, account_id=account_id, customer_id=customer_id, now=now)
-    return await session.scalar(
-        select(Invoice).where(
-            col(Invoice.account_id) == account_id,
-            col(Invoice.customer_id) == customer_id,
-            col(Invoice.period_start) == period.start,
-        )
-    )
-
-
-async def list_invoices(
-    session: AsyncSession,
-    *,
-    account_id: uuid.UUID,
-    customer_id: str | None,
-    status: InvoiceStatus | None,
-    limit: int,
-    after: str | None,
-) -> Page[Invoice]:
-    from meterflow.services.pagination import decode_cursor
-
-    query = select(Invoice).where(col(Invoice.account_id) == account_id)
-    if customer_id is not None:
-        query = query.where(col(Invoice.customer_id) == customer_id)
-    if status is not None:
-        query = query.where(col(Invoice.status) == status)
-    if after:
-        position = decode_cursor(after)
-        query = query.where(
-            tuple_(col(Invoice.period_start), col(Invoice.id))
-            < tuple_(position.created_at, position.id)
-        )
-    rows = list(
-        await session.scalars(
-            query.order_by(col(Invoice.period_start).desc(), col(Invoice.id).desc()).limit(
-                limit + 1
-            )
-        )
-    )
-    return Page(rows[:limit], len(rows) > limit)

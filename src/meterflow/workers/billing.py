@@ -1,0 +1,29 @@
+"""The billing-period close: a cron job, one account at a time, in short transactions."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from meterflow.services import period_close
+from meterflow.workers.rollup import evaluate_alerts, rerate_customers
+
+log = logging.getLogger("meterflow.workers.billing")
+
+
+async def close_billing_periods(ctx: dict[str, Any]) -> int:
+    """Finalize ended periods, open current ones, expire credits. Idempotent."""
+
+    async def after_catch_up(account: uuid.UUID, customers: list[str]) -> None:
+        # The close rolled these customers' usage up itself: follow up as the rollup job would.
+        await rerate_customers(ctx, str(account), customers)
+        await evaluate_alerts(ctx, account, customers)
+
+    report = await period_close.close_all(
+        ctx["session_factory"], clock=lambda: datetime.now(UTC), after_catch_up=after_catch_up
+    )
+    if report.finalized or report.to_grace or report.opened or report.failed:
+        log.info("billing periods: %s", report)
+    return report.finalized
