@@ -371,7 +371,9 @@ async def test_cost_and_balance_rules(session_factory: Any) -> None:
             ),
         )
         await plans.activate_plan(session, account_id=account.id, plan_id=plan.plan.id)
-        await customers.create_customer(session, account_id=account.id, customer_id="spender")
+        await customers.create_customer(
+            session, account_id=account.id, customer_id="spender", now=datetime.now(UTC)
+        )
         await plans.assign_plan(
             session,
             account_id=account.id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -14,7 +15,6 @@ from sqlmodel import col
 
 from meterflow.errors import ConflictError, InvalidTransitionError, NotFoundError, ValidationError
 from meterflow.models import Meter, MeterStatus, MeterType
-from meterflow.models.base import utcnow
 from meterflow.models.meter import (
     DESCRIPTION_MAX,
     LABEL_MAX,
@@ -175,7 +175,12 @@ def spec_of(meter: Meter) -> MeterSpec:
 
 
 async def update_meter(
-    session: AsyncSession, *, account_id: uuid.UUID, meter_api_name: str, changes: dict[str, Any]
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    meter_api_name: str,
+    changes: dict[str, Any],
+    now: datetime,
 ) -> Meter:
     """Change some traits of a DRAFT meter (keys of `changes` are MeterSpec fields).
 
@@ -198,13 +203,13 @@ async def update_meter(
     meter.dimensions = list(spec.dimensions)
     meter.aggregation_dimension = spec.aggregation_dimension
     meter.use_in_billing = spec.use_in_billing
-    meter.updated_at = utcnow()
+    meter.updated_at = now
     await session.flush()
     return meter
 
 
 async def activate_meter(
-    session: AsyncSession, *, account_id: uuid.UUID, meter_api_name: str
+    session: AsyncSession, *, account_id: uuid.UUID, meter_api_name: str, now: datetime
 ) -> Meter:
     meter = await _locked_meter(session, account_id, meter_api_name)
     if meter.status is not MeterStatus.DRAFT:
@@ -213,13 +218,13 @@ async def activate_meter(
             current_status=meter.status,
         )
     meter.status = MeterStatus.ACTIVE
-    meter.activated_at = meter.updated_at = utcnow()
+    meter.activated_at = meter.updated_at = now
     await session.flush()
     return meter
 
 
 async def deprecate_meter(
-    session: AsyncSession, *, account_id: uuid.UUID, meter_api_name: str
+    session: AsyncSession, *, account_id: uuid.UUID, meter_api_name: str, now: datetime
 ) -> Meter:
     meter = await _locked_meter(session, account_id, meter_api_name)
     if meter.status is MeterStatus.DEPRECATED:
@@ -227,6 +232,6 @@ async def deprecate_meter(
             f"meter {meter_api_name!r} is already DEPRECATED", current_status=meter.status
         )
     meter.status = MeterStatus.DEPRECATED
-    meter.deprecated_at = meter.updated_at = utcnow()
+    meter.deprecated_at = meter.updated_at = now
     await session.flush()
     return meter
