@@ -8,13 +8,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from meterflow.errors import ConflictError, InvalidTransitionError, NotFoundError, ValidationError
-from meterflow.models import Meter, MeterStatus, MeterType
+from meterflow.models import Meter, MeterEventIdentity, MeterStatus, MeterType
 from meterflow.models.meter import (
     DESCRIPTION_MAX,
     LABEL_MAX,
@@ -196,6 +196,7 @@ async def update_meter(
     if "dimensions" in changes:
         changes = {**changes, "dimensions": tuple(changes["dimensions"])}
     spec = clean_spec(replace(spec_of(meter), **changes))
+    await _keep_what_rollups_were_built_for(session, meter, spec)
     meter.label = spec.label
     meter.description = spec.description
     meter.unit = spec.unit
@@ -206,6 +207,39 @@ async def update_meter(
     meter.updated_at = now
     await session.flush()
     return meter
+
+
+# The traits the rollups were aggregated by: once events exist, changing them would leave rollups
+# that no longer mean what the meter says (a SUM's hourly totals are not a MAX's).
+_AGGREGATION_TRAITS = (
+    ("meter_type", "meterType"),
+    ("aggregation_dimension", "aggregationDimension"),
+)
+
+
+async def _keep_what_rollups_were_built_for(
+    session: AsyncSession, meter: Meter, spec: MeterSpec
+) -> None:
+    changed = [
+        name for trait, name in _AGGREGATION_TRAITS if getattr(spec, trait) != getattr(meter, trait)
+    ]
+    if not changed:
+        return
+    has_events = await session.scalar(
+        select(
+            exists().where(
+                col(MeterEventIdentity.account_id) == meter.account_id,
+                col(MeterEventIdentity.meter_id) == meter.id,
+            )
+        )
+    )
+    if has_events:
+        raise ValidationError(
+            f"meter {meter.meter_api_name!r} already has events, and its rollups were built for "
+            f"its {' and '.join(changed)}: these cannot change any more. Deprecate the meter and "
+            "create a new one instead.",
+            field=changed[0],
+        )
 
 
 async def activate_meter(
