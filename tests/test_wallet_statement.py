@@ -26,6 +26,7 @@ from meterflow.services import (
     meters,
     plans,
     rollups,
+    wallet_statement,
     wallets,
 )
 from meterflow.services.meters import MeterSpec
@@ -142,9 +143,9 @@ async def _balance(session_factory: SessionFactory, s: Setup, now: datetime) -> 
 
 async def _statement(
     session_factory: SessionFactory, s: Setup, *, after: int | None = None, limit: int = 500
-) -> list[wallets.StatementLine]:
+) -> list[wallet_statement.StatementLine]:
     async with session_factory() as session:
-        page = await wallets.ledger(
+        page = await wallet_statement.ledger(
             session,
             account_id=s.account_id,
             customer_id=s.customer_id,

@@ -19,7 +19,7 @@ from meterflow.services import plans
 from meterflow.services.pagination import Page, encode_cursor
 
 if TYPE_CHECKING:
-    from meterflow.services.wallets import StatementLine
+    from meterflow.services.wallet_statement import StatementLine
 
 strawberry.enum(models.PlanStatus, name="PlanStatus")
 strawberry.enum(models.PeriodInterval, name="BillingInterval")
@@ -374,12 +374,12 @@ class Wallet:
     async def ledger(
         self, info: strawberry.Info, first: int | None = None, after: str | None = None
     ) -> WalletLedgerConnection:
-        from meterflow.services import wallets
+        from meterflow.services import wallet_statement
         from meterflow.services.pagination import page_size
 
         limit = page_size(first, maximum=info.context.max_page_size)
         async with info.context.session_factory() as session:
-            page = await wallets.ledger(
+            page = await wallet_statement.ledger(
                 session,
                 account_id=self.account_id,  # type: ignore[arg-type]
                 customer_id=self.customer_id,

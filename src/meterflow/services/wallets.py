@@ -6,10 +6,10 @@ first), then soonest expiry, then oldest.
 
 The ledger reads like a statement: one GRANT line per grant, one CONSUMPTION line per
 (invoice, grant) that moves in place as the invoice is re-rated, one EXPIRY line per expired
-grant. The sum of a wallet's lines is its balance; each line's balance is a running sum, computed
-when read (a line that moves would make a stored one stale). A consumption line that falls to
-zero (the invoice gave all of that grant back: voided, shrunk, moved to another plan) is removed,
-so the statement shows only what moves the balance.
+grant. The sum of a wallet's lines is its balance; each line's running balance is computed when
+read, by services/wallet_statement.py (a line that moves would make a stored one stale). A
+consumption line that falls to zero (the invoice gave all of that grant back: voided, shrunk,
+moved to another plan) is removed, so the statement shows only what moves the balance.
 """
 
 from __future__ import annotations
@@ -23,20 +23,17 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 from sqlmodel import col
 
 from meterflow.errors import NotFoundError, ValidationError
 from meterflow.models import (
     CreditAllocation,
     CreditGrant,
-    Invoice,
     LedgerKind,
     WalletLedgerEntry,
 )
 from meterflow.pricing.money import quantum
 from meterflow.services import customers
-from meterflow.services.pagination import Page
 from meterflow.services.validation import utc_time
 
 ZERO = Decimal(0)
@@ -371,57 +368,3 @@ async def expire(session: AsyncSession, *, now: datetime) -> int:
             grant_id=g.id,
         )
     return len(due)
-
-
-@dataclass(frozen=True)
-class StatementLine:
-    """A ledger line as the statement shows it: with the balance after it, and for consumption
-    the period of the invoice that holds it."""
-
-    entry: WalletLedgerEntry
-    balance_after: Decimal
-    period_start: datetime | None
-    period_end: datetime | None
-
-
-async def ledger(
-    session: AsyncSession,
-    *,
-    account_id: uuid.UUID,
-    customer_id: str,
-    currency: str,
-    limit: int,
-    after: int | None,
-) -> Page[StatementLine]:
-    """The wallet's statement, oldest line first. Each line's balance is the running sum up to it
-    over the whole wallet (then paged), so the last line's balance is the wallet's."""
-    running = (
-        select(
-            WalletLedgerEntry,
-            func.sum(col(WalletLedgerEntry.amount))
-            .over(order_by=col(WalletLedgerEntry.seq))
-            .label("balance_after"),
-        )
-        .where(
-            col(WalletLedgerEntry.account_id) == account_id,
-            col(WalletLedgerEntry.customer_id) == customer_id,
-            col(WalletLedgerEntry.currency) == currency,
-        )
-        .subquery()
-    )
-    line = aliased(WalletLedgerEntry, running)
-    query = select(
-        line, running.c.balance_after, col(Invoice.period_start), col(Invoice.period_end)
-    ).outerjoin(
-        Invoice,
-        (col(Invoice.account_id) == running.c.account_id)
-        & (col(Invoice.id) == running.c.invoice_id),
-    )
-    if after is not None:
-        query = query.where(running.c.seq > after)
-    rows = list(await session.execute(query.order_by(running.c.seq).limit(limit + 1)))
-    lines = [
-        StatementLine(entry, Decimal(balance_after), start, end)
-        for entry, balance_after, start, end in rows[:limit]
-    ]
-    return Page(lines, len(rows) > limit)
