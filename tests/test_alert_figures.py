@@ -29,9 +29,10 @@ from meterflow.secretbox import SecretBox
 from meterflow.services import (
     accounts,
     alerts,
+    assignments,
     customers,
     ingestion,
-    invoices,
+    invoice_rating,
     meters,
     plans,
     rollups,
@@ -77,10 +78,12 @@ async def _account_on_plan(
                 items=(ItemSpec("calls", {"type": "per_unit", "unitPrice": "1"}),),
             ),
         )
-        await plans.activate_plan(session, account_id=account.id, plan_id=plan.plan.id)
+        await plans.activate_plan(session, account_id=account.id, plan_id=plan.plan.id, now=start)
         for customer in customer_ids:
-            await customers.create_customer(session, account_id=account.id, customer_id=customer)
-            await plans.assign_plan(
+            await customers.create_customer(
+                session, account_id=account.id, customer_id=customer, now=start
+            )
+            await assignments.assign_plan(
                 session,
                 account_id=account.id,
                 customer_id=customer,
@@ -119,7 +122,7 @@ async def _use(factory: Any, account_id: uuid.UUID, *uses: tuple[str, int, datet
         await ingestion.ingest(session, account_id=account_id, records=records, now=MID_OCT)
     async with unit_of_work(factory) as session:
         await rollups.rollup_account(session, account_id=account_id)
-        await invoices.rerate_customers(
+        await invoice_rating.rerate_customers(
             session,
             account_id=account_id,
             customer_ids=sorted({u[0] for u in uses}),
@@ -374,7 +377,7 @@ async def test_period_ends_go_account_by_account(
     for name in ("broken", "healthy"):
         async with unit_of_work(session_factory) as session:
             account = (await accounts.create_account(session, name=name)).id
-            await customers.create_customer(session, account_id=account, customer_id="d")
+            await customers.create_customer(session, account_id=account, customer_id="d", now=ended)
             for start, end, amount in ((before, last, Decimal(100)), (last, ended, Decimal(50))):
                 await session.execute(
                     text(

@@ -372,7 +372,9 @@ async def test_cost_and_balance_rules(session_factory: Any) -> None:
             ),
         )
         await plans.activate_plan(session, account_id=account.id, plan_id=plan.plan.id, now=now)
-        await customers.create_customer(session, account_id=account.id, customer_id="spender")
+        await customers.create_customer(
+            session, account_id=account.id, customer_id="spender", now=now
+        )
         await assignments.assign_plan(
             session,
             account_id=account.id,

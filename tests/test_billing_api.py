@@ -224,13 +224,21 @@ async def test_serverless_gb_seconds_by_cloud_with_prepaid_credits(gql: GraphQLC
 
     ledger = (
         await gql(
-            '{ wallet(customerId: "lambda-co") { ledger { edges { node { kind '
-            "amount balanceAfter } } } } }"
+            '{ wallet(customerId: "lambda-co") { balance ledger { edges { node { kind '
+            "amount balanceAfter invoiceId invoicePeriodStart createdAt updatedAt } } } } }"
         )
-    )["wallet"]["ledger"]["edges"]
-    kinds = [e["node"]["kind"] for e in ledger]
-    assert kinds[0] == "GRANT" and set(kinds[1:]) == {"CONSUMPTION"}
-    assert sum(D(e["node"]["amount"]) for e in ledger) == D(ledger[-1]["node"]["balanceAfter"])
+    )["wallet"]
+    lines = [e["node"] for e in ledger["ledger"]["edges"]]
+    # A statement: the grant, then one line for what this invoice holds of it (not one a batch).
+    assert [line["kind"] for line in lines] == ["GRANT", "CONSUMPTION"]
+    assert D(lines[1]["amount"]) == -credits
+    assert lines[1]["invoiceId"] == invoice["id"]
+    assert lines[1]["invoicePeriodStart"] == invoice["periodStart"]
+    assert datetime.fromisoformat(lines[1]["updatedAt"]) >= datetime.fromisoformat(
+        lines[1]["createdAt"]
+    )
+    assert [D(line["balanceAfter"]) for line in lines] == [D(10), D(10) - credits]
+    assert D(ledger["balance"]) == D(10) - credits
 
 
 async def test_period_boundary_finalize_and_late_events(

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from tests.client import GraphQLClient
+import asyncio
+from datetime import UTC, datetime
+
+import httpx
+from sqlalchemy import select
+from sqlmodel import col
+
+from meterflow.db import SessionFactory
+from meterflow.models import PlanAssignment
+from tests.client import GraphQLClient, TestAccount
+from tests.helpers import create_meter
 
 CREATE = """
 mutation($input: CreateCustomerInput!) {
@@ -146,3 +156,49 @@ async def test_bad_input_is_a_validation_error_naming_the_field(gql: GraphQLClie
 async def test_page_size_is_bounded(gql: GraphQLClient) -> None:
     errors = await gql.errors(LIST, {"first": 100_000})
     assert "first must be between 1 and" in errors[0]["message"]
+
+
+async def test_concurrent_first_events_assign_the_default_plan_once(
+    http: httpx.AsyncClient,
+    gql: GraphQLClient,
+    account: TestAccount,
+    session_factory: SessionFactory,
+) -> None:
+    """20 batches naming the same new customer arrive at once (for 5 new customers, all 100
+    at once): each customer is created once, and only the transaction that created it assigns
+    the default plan."""
+    await create_meter(gql, "calls")
+    plan = (
+        await gql("""mutation { createPricingPlan(input: {name: "default", billingPeriod:
+        {interval: MONTH}, isDefault: true, items: [{meterApiName: "calls", priceModel:
+        {type: "per_unit", unitPrice: "0.01"}}]}) { ... on PricingPlan { id } } }""")
+    )["createPricingPlan"]["id"]
+    activated = await gql(
+        "mutation($id: ID!) { activatePricingPlan(id: $id) { __typename } }", {"id": plan}
+    )
+    assert activated["activatePricingPlan"]["__typename"] == "PricingPlan"
+    millis = int(datetime.now(UTC).timestamp() * 1000) - 1000
+
+    newcomers = [f"newcomer-{n}" for n in range(5)]
+
+    async def post(customer: str, i: int) -> httpx.Response:
+        record = {
+            "meterApiName": "calls",
+            "customerId": customer,
+            "meterValue": 1,
+            "meterTimeInMillis": millis,
+            "uniqueId": f"first-{i}",
+        }
+        return await http.post("/ingest", json=[record], headers={"X-API-KEY": account.admin_key})
+
+    answers = await asyncio.gather(*(post(c, i) for i in range(20) for c in newcomers))
+    assert [a.status_code for a in answers] == [200] * 100, [a.text for a in answers]
+    async with session_factory() as session:
+        rows = list(
+            await session.execute(
+                select(col(PlanAssignment.customer_id), col(PlanAssignment.plan_id))
+                .where(col(PlanAssignment.account_id) == account.account_id)
+                .order_by(col(PlanAssignment.customer_id))
+            )
+        )
+    assert [(row[0], str(row[1])) for row in rows] == [(c, plan) for c in newcomers]

@@ -473,9 +473,17 @@ async def fresh_account(session_factory: SessionFactory) -> tuple[uuid.UUID, str
             await meters.create_meter(
                 session, account_id=account.account_id, meter_api_name=name, spec=spec
             )
-            await meters.activate_meter(session, account_id=account.account_id, meter_api_name=name)
+            await meters.activate_meter(
+                session,
+                account_id=account.account_id,
+                meter_api_name=name,
+                now=datetime.now(UTC),
+            )
         await meters.deprecate_meter(
-            session, account_id=account.account_id, meter_api_name=DEPRECATED_METER
+            session,
+            account_id=account.account_id,
+            meter_api_name=DEPRECATED_METER,
+            now=datetime.now(UTC),
         )
     return account.account_id, account.admin_key
 

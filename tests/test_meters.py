@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.client import GraphQLClient
+from tests.helpers import event, ingest
 
 METER_FIELDS = """meterApiName label description unit meterType dimensions
                   aggregationDimension useInBilling status activatedAt deprecatedAt"""
@@ -245,3 +246,51 @@ async def test_list_filters_by_status(gql: GraphQLClient) -> None:
     ]:
         rows = (await gql(LIST, {"status": status}))["meters"]
         assert [m["meterApiName"] for m in rows] == expected
+
+
+async def test_a_draft_meter_with_events_keeps_its_type_and_aggregation_dimension(
+    gql: GraphQLClient,
+) -> None:
+    """Its rollups were built for the old type: deprecate and recreate, as Amberflo says."""
+    for name in ("sampled", "unsampled"):
+        created = await gql(
+            CREATE,
+            {
+                "input": {
+                    "meterApiName": name,
+                    "meterType": "UNIQUE_COUNT",
+                    "dimensions": ["user_id", "team"],
+                    "aggregationDimension": "user_id",
+                }
+            },
+        )
+        assert created["createMeter"]["status"] == "DRAFT"
+    report = await ingest(gql, [event("sampled", "c1", 1, user_id="u1", team="t")])
+    assert report["accepted"] == 1, report
+
+    for change, field in (
+        ({"aggregationDimension": "team"}, "aggregationDimension"),
+        ({"meterType": "SUM", "aggregationDimension": None}, "meterType"),
+    ):
+        refused = (await gql(UPDATE, {"input": {"meterApiName": "sampled", **change}}))[
+            "updateMeter"
+        ]
+        assert refused["__typename"] == "ValidationError", refused
+        assert refused["code"] == "VALIDATION_ERROR"
+        assert field in refused["message"] and "already has events" in refused["message"]
+        assert "deprecate" in refused["message"].lower()
+        # Without events the same change is a plain edit.
+        edited = (await gql(UPDATE, {"input": {"meterApiName": "unsampled", **change}}))[
+            "updateMeter"
+        ]
+        assert edited["__typename"] == "Meter", edited
+    kept = (await gql(GET, {"name": "sampled"}))["meter"]
+    assert (kept["meterType"], kept["aggregationDimension"]) == ("UNIQUE_COUNT", "user_id")
+    # Other traits of the sampled draft stay editable, and an unchanged type is no change.
+    relabelled = (
+        await gql(
+            UPDATE,
+            {"input": {"meterApiName": "sampled", "label": "Users", "meterType": "UNIQUE_COUNT"}},
+        )
+    )["updateMeter"]
+    assert relabelled["label"] == "Users" and relabelled["status"] == "DRAFT"

@@ -65,7 +65,9 @@ async def billed_account(
         )
         await plans.activate_plan(session, account_id=account.id, plan_id=plan.plan.id, now=now)
         for customer_id in customer_ids:
-            await customers.create_customer(session, account_id=account.id, customer_id=customer_id)
+            await customers.create_customer(
+                session, account_id=account.id, customer_id=customer_id, now=now
+            )
             await assignments.assign_plan(
                 session,
                 account_id=account.id,

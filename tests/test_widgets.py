@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -391,6 +392,43 @@ async def test_a_token_for_one_customer_never_shows_another(
     assert "eu" not in await shadow_text(page, "meterflow-usage")  # beta's region
 
 
+async def test_the_wallet_reads_like_a_statement(
+    server: str,
+    gql: GraphQLClient,
+    worker: subprocess.Popen[bytes],
+    page: Page,
+    site: _Pages,
+) -> None:
+    """Three batches re-rate the invoice three times: one grant line and one line for the
+    invoice (naming its period), not a line per re-rate."""
+    await plan_for(gql, "stmt")
+    await gql('mutation { grantCredits(input: {customerId: "stmt", amount: "50"}) { __typename } }')
+    for count, total in ((4, "1.00"), (6, "2.50"), (10, "5.00")):
+        await ingest(gql, calls("stmt", count))
+        deadline = time.monotonic() + 20
+        while True:  # the worker re-rates, the credits follow the invoice
+            wallet = (await gql('{ wallet(customerId: "stmt") { balance } }'))["wallet"]
+            if Decimal(wallet["balance"]) == 50 - Decimal(total):
+                break
+            assert time.monotonic() < deadline, f"the wallet stayed at {wallet}"
+            await asyncio.sleep(0.1)
+    token = await session_token(gql, "stmt")
+    await page.goto(
+        site.add(embedding_page(server, token, "<meterflow-wallet $ATTRS></meterflow-wallet>"))
+    )
+    await page.locator("meterflow-wallet .balance").wait_for(timeout=10_000)
+    assert await page.locator("meterflow-wallet .balance").text_content() == "$45.00"
+    rows = page.locator("meterflow-wallet tbody tr")
+    assert await rows.count() == 2
+    newest = await rows.nth(0).locator("td").all_text_contents()
+    oldest = await rows.nth(1).locator("td").all_text_contents()
+    start = datetime.now(UTC).replace(day=1)
+    assert newest[1].startswith("Used by invoice ") and "\u2013" in newest[1]
+    assert str(start.year) in newest[1] and start.strftime("%b") in newest[1]
+    assert newest[2:] == ["-$5.00", "$45.00"]
+    assert oldest[1:] == ["Credits granted", "$50.00", "$50.00"]
+
+
 async def test_alerts_appear_live(
     server: str,
     gql: GraphQLClient,
@@ -457,7 +495,9 @@ async def test_demo_page_mints_a_token_only_under_dev(
         key = await accounts.issue_api_key(
             session, account_id=demo.id, name="k", scope=ApiKeyScope.ADMIN
         )
-        await customers.create_customer(session, account_id=demo.id, customer_id="acme")
+        await customers.create_customer(
+            session, account_id=demo.id, customer_id="acme", now=datetime.now(UTC)
+        )
     settings = Settings(
         database_url=database_url,
         redis_url=redis_url,

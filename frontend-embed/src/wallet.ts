@@ -8,6 +8,8 @@ interface Entry {
   kind: string;
   amount: string;
   balanceAfter: string;
+  invoicePeriodStart: string | null;
+  invoicePeriodEnd: string | null;
   createdAt: string;
 }
 
@@ -50,16 +52,24 @@ export class MeterflowWallet extends MeterflowElement {
   }
 
   private async load(): Promise<void> {
-    // The ledger is oldest first; the page size is generous, the newest are shown.
+    // The ledger is a statement, oldest first: a line per grant, per invoice and grant it draws
+    // on (moving with the invoice), per expiry. The newest are shown.
     const data = await this.connection!.query<{ wallet: Wallet | null }>(
       `query($c: String!, $cur: String) { wallet(customerId: $c, currency: $cur) {
         currency balance ledger(first: 500) { edges { node {
-          id kind amount balanceAfter createdAt } } } } }`,
+          id kind amount balanceAfter invoicePeriodStart invoicePeriodEnd createdAt } } } } }`,
       { c: this.customerId, cur: this.currency },
     );
     this.wallet = data.wallet;
     this.status = data.wallet ? "ready" : "empty";
     this.dataset.balance = data.wallet?.balance ?? "";
+  }
+
+  /** "Used by invoice" names the invoice by its billing period. */
+  private activity(e: Entry): string {
+    const label = KIND[e.kind] ?? e.kind;
+    if (e.kind !== "CONSUMPTION" || !e.invoicePeriodStart || !e.invoicePeriodEnd) return label;
+    return `${label} ${this.date(e.invoicePeriodStart)} – ${this.date(e.invoicePeriodEnd)}`;
   }
 
   override render() {
@@ -96,7 +106,7 @@ export class MeterflowWallet extends MeterflowElement {
               ${ledger.map(
                 (e) => html`<tr>
                   <td>${this.dateTime(e.createdAt)}</td>
-                  <td>${KIND[e.kind] ?? e.kind}</td>
+                  <td>${this.activity(e)}</td>
                   <td class="num">${this.money(e.amount, c)}</td>
                   <td class="num">${this.money(e.balanceAfter, c)}</td>
                 </tr>`,

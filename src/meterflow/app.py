@@ -17,13 +17,14 @@ from meterflow.config import Settings
 from meterflow.db import create_engine, create_session_factory
 from meterflow.http.auth import RequireApiKey
 from meterflow.http.credential_watch import CredentialWatch
+from meterflow.http.embed import DemoPage
 from meterflow.http.embed import routes as embed_routes
 from meterflow.http.graphql import GraphQLView
 from meterflow.http.health import healthz
-from meterflow.http.ingest import ingest_endpoint
+from meterflow.http.ingest import Ingest
 from meterflow.http.limits import BodySizeLimit
 from meterflow.http.metrics import Metrics, MetricsMiddleware, metrics_endpoint
-from meterflow.http.session import session_endpoint
+from meterflow.http.session import PortalSession
 from meterflow.http.usage import usage_endpoint
 from meterflow.jobs import JobQueue
 from meterflow.pubsub import Broker
@@ -68,6 +69,20 @@ def create_app(settings: Settings) -> Starlette:
         allow_private_webhook_targets=settings.allow_private_webhook_targets,
     )
 
+    # Routes get what they need from here: only entry points read settings.
+    ingest = Ingest(
+        session_factory=session_factory,
+        jobs=jobs,
+        redis=redis,
+        max_request_bytes=settings.max_request_bytes,
+    )
+    portal_session = PortalSession(session_factory=session_factory, secret_key=secret_keys[0])
+    demo_page = DemoPage(
+        session_factory=session_factory,
+        secret_key=secret_keys[0],
+        mint_tokens=settings.demo_embed,
+    )
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # What start-up built lives as long as the process: keep it out of the collector's
@@ -87,16 +102,16 @@ def create_app(settings: Settings) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             # Amberflo's SDKs post to /ingest/ (Python), /ingest (TypeScript, Go), / (LiteLLM).
-            *(Route(path, ingest_endpoint, methods=["POST"]) for path in INGEST_PATHS),
+            *(Route(path, ingest.endpoint, methods=["POST"]) for path in INGEST_PATHS),
             Route("/usage", usage_endpoint, methods=["POST"]),
-            Route("/session", session_endpoint, methods=["POST"]),
+            Route("/session", portal_session.endpoint, methods=["POST"]),
             Route("/usage/", usage_endpoint, methods=["POST"]),
             Route(
                 "/graphql",
                 RequireApiKey(graphql, session_factory=session_factory, secret_keys=secret_keys),
             ),
             WebSocketRoute("/graphql", graphql),
-            *embed_routes,
+            *embed_routes(demo_page),
         ],
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics),
@@ -111,7 +126,6 @@ def create_app(settings: Settings) -> Starlette:
         ],
         lifespan=lifespan,
     )
-    app.state.settings = settings
     app.state.secret_keys = secret_keys
     app.state.engine = engine
     app.state.session_factory = session_factory

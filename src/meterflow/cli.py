@@ -223,7 +223,7 @@ async def _dev_async(args: argparse.Namespace, settings: Settings, data_dir: Pat
     try:
         async with unit_of_work(create_session_factory(engine)) as session:
             if not args.no_seed and await demo.is_empty(session):
-                seeded = await demo.seed(session)
+                seeded = await demo.seed(session, now=datetime.now(UTC))
                 _private_file(data_dir / "demo-api-key", make=seeded.admin_key)
                 log.info("seeded the demo account (meters, customers)")
     finally:

@@ -5,6 +5,7 @@ frontend-embed/ by `scripts/setup` into http/embed_static/."""
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from meterflow.db import unit_of_work
+from meterflow.db import SessionFactory, unit_of_work
 from meterflow.errors import MeterflowError
 from meterflow.models import Account
 from meterflow.services import sessions
@@ -54,10 +55,21 @@ async def bundle(request: Request) -> Response:
     return Response(body, media_type="text/javascript; charset=utf-8", headers=headers)
 
 
-async def _demo_token(request: Request) -> str | None:
+@dataclass(frozen=True)
+class DemoPage:
+    """/embed/demo with what it needs, handed in by the app factory."""
+
+    session_factory: SessionFactory
+    secret_key: str
+    mint_tokens: bool  # `meterflow dev` only: a page without ?token= gets the demo customer's
+
+    async def endpoint(self, request: Request) -> Response:
+        return await demo(self, request)
+
+
+async def _demo_token(deps: DemoPage) -> str | None:
     """A 1-hour session token for the demo account's customer, or None without one."""
-    state = request.app.state
-    async with unit_of_work(state.session_factory) as session:
+    async with unit_of_work(deps.session_factory) as session:
         account = await session.scalar(
             select(Account).where(col(Account.name) == DEMO_ACCOUNT).limit(1)
         )
@@ -69,7 +81,7 @@ async def _demo_token(request: Request) -> str | None:
             customer_id=DEMO_CUSTOMER,
             expires_in_seconds=DEMO_TOKEN_SECONDS,
             now=datetime.now(UTC),
-            secret_key=state.secret_keys[0],
+            secret_key=deps.secret_key,
         )
     return issued.token
 
@@ -110,19 +122,19 @@ DEMO_PAGE = """<!doctype html>
 """
 
 
-async def demo(request: Request) -> Response:
+async def demo(deps: DemoPage, request: Request) -> Response:
     if not await anyio.Path(STATIC / "meterflow.js").exists():
         return _not_built("meterflow.js")
     token = request.query_params.get("token", "").strip()
     if not token:
-        if not getattr(request.app.state.settings, "demo_embed", False):
+        if not deps.mint_tokens:
             return PlainTextResponse(
                 "add ?token=<customer session token> to the URL (create one with the "
                 "createCustomerSession mutation or POST /session)\n",
                 status_code=400,
             )
         try:
-            minted = await _demo_token(request)
+            minted = await _demo_token(deps)
         except MeterflowError as exc:
             return PlainTextResponse(f"cannot make a demo token: {exc.message}\n", status_code=400)
         if minted is None:
@@ -151,7 +163,8 @@ async def demo(request: Request) -> Response:
     )
 
 
-routes = [
-    Route("/embed/demo", demo, methods=["GET"]),
-    Route("/embed/{name}", bundle, methods=["GET", "HEAD"]),
-]
+def routes(demo_page: DemoPage) -> list[Route]:
+    return [
+        Route("/embed/demo", demo_page.endpoint, methods=["GET"]),
+        Route("/embed/{name}", bundle, methods=["GET", "HEAD"]),
+    ]

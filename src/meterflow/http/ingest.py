@@ -8,15 +8,18 @@ a body that cannot be read or a batch with nothing usable, 401 for a bad key, 41
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from meterflow.db import is_transient, unit_of_work
+from meterflow.db import SessionFactory, is_transient, unit_of_work
 from meterflow.errors import AuthenticationError
 from meterflow.http import wire
 from meterflow.http.auth import presented_key
+from meterflow.jobs import JobQueue
 from meterflow.pubsub import event_channels, publish
 from meterflow.services import accounts, ingestion
 from meterflow.services.ingestion import IngestReport, Status
@@ -66,13 +69,25 @@ def _report_response(report: IngestReport, request: Request) -> Response:
     return PlainTextResponse("\n".join(lines), status_code=status)
 
 
-async def ingest_endpoint(request: Request) -> Response:
-    state = request.app.state
+@dataclass(frozen=True)
+class Ingest:
+    """POST /ingest with what it needs, handed in by the app factory."""
+
+    session_factory: SessionFactory
+    jobs: JobQueue
+    redis: Redis
+    max_request_bytes: int
+
+    async def endpoint(self, request: Request) -> Response:
+        return await _ingest(self, request)
+
+
+async def _ingest(deps: Ingest, request: Request) -> Response:
     secret = presented_key(request.headers)
     if secret is None:
         return _problem(401, "missing API key: send it in the X-API-KEY header", request)
     try:
-        async with state.session_factory() as session:
+        async with deps.session_factory() as session:
             principal = await accounts.authenticate(session, secret=secret)
     except AuthenticationError:
         return _problem(401, "invalid or revoked API key", request)
@@ -81,7 +96,7 @@ async def ingest_endpoint(request: Request) -> Response:
             return _unavailable(request)
         raise
 
-    max_bytes = state.settings.max_request_bytes
+    max_bytes = deps.max_request_bytes
     try:
         body = wire.decompress(
             await request.body(), request.headers.get("content-encoding"), max_bytes
@@ -95,7 +110,7 @@ async def ingest_endpoint(request: Request) -> Response:
         return _problem(413, str(ingestion.BatchTooLarge(len(records))), request)
 
     try:
-        async with unit_of_work(state.session_factory) as session:
+        async with unit_of_work(deps.session_factory) as session:
             report = await ingestion.ingest(
                 session, account_id=principal.account_id, records=records, now=datetime.now(UTC)
             )
@@ -105,6 +120,6 @@ async def ingest_endpoint(request: Request) -> Response:
             return _unavailable(request)
         raise
     if report.accepted:
-        await state.jobs.request_rollup(principal.account_id)
-        await publish(state.redis, *event_channels(principal.account_id, report.meters))
+        await deps.jobs.request_rollup(principal.account_id)
+        await publish(deps.redis, *event_channels(principal.account_id, report.meters))
     return _report_response(report, request)

@@ -4,13 +4,20 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from meterflow.db import TIMEOUT_MESSAGE, is_timeout, is_transient, unit_of_work
+from meterflow.db import (
+    TIMEOUT_MESSAGE,
+    SessionFactory,
+    is_timeout,
+    is_transient,
+    unit_of_work,
+)
 from meterflow.errors import AuthenticationError, MeterflowError, ValidationError
 from meterflow.http.auth import presented_key
 from meterflow.http.jsonbody import BadJson, loads
@@ -57,8 +64,18 @@ def parse_request(body: Any, now: datetime) -> tuple[str, int | None]:
     return customer_id, max(1, math.ceil((expires_ms - now_ms) / 1000))
 
 
-async def session_endpoint(request: Request) -> Response:
-    state = request.app.state
+@dataclass(frozen=True)
+class PortalSession:
+    """POST /session with what it needs, handed in by the app factory."""
+
+    session_factory: SessionFactory
+    secret_key: str  # the current one: new tokens are signed with it
+
+    async def endpoint(self, request: Request) -> Response:
+        return await _create(self, request)
+
+
+async def _create(deps: PortalSession, request: Request) -> Response:
     secret = presented_key(request.headers)
     if secret is None:
         return _error(401, "missing API key: send it in the X-API-KEY header")
@@ -68,7 +85,7 @@ async def session_endpoint(request: Request) -> Response:
     except (BadJson, ValidationError) as exc:
         return _error(400, str(exc))
     try:
-        async with unit_of_work(state.session_factory) as session:
+        async with unit_of_work(deps.session_factory) as session:
             principal = await accounts.authenticate(session, secret=secret)
             if not principal.is_admin:
                 return _error(403, "an admin API key is needed to create sessions")
@@ -78,7 +95,7 @@ async def session_endpoint(request: Request) -> Response:
                 customer_id=customer_id,
                 expires_in_seconds=seconds,
                 now=now,
-                secret_key=state.secret_keys[0],
+                secret_key=deps.secret_key,
             )
     except AuthenticationError:
         return _error(401, "invalid or revoked API key")

@@ -53,7 +53,7 @@ class InvoiceStatus(enum.StrEnum):
 
 class LedgerKind(enum.StrEnum):
     GRANT = "GRANT"
-    CONSUMPTION = "CONSUMPTION"  # signed: negative draws down, positive gives back
+    CONSUMPTION = "CONSUMPTION"  # one per (invoice, grant): minus what the invoice holds of it
     EXPIRY = "EXPIRY"
 
 
@@ -204,9 +204,18 @@ class CreditAllocation(SQLModel, table=True):
 
 
 class WalletLedgerEntry(SQLModel, table=True):
+    """One line of a wallet's statement: a grant, an invoice's consumption of one grant, or an
+    expiry. A CONSUMPTION line is unique per (invoice, grant) and moves in place as its invoice
+    is re-rated (`amount`, `updated_at`); the running balance is computed when read."""
+
     __tablename__ = "wallet_ledger"
     __table_args__ = (
         Index("ix_wallet_ledger_wallet", "account_id", "customer_id", "currency", "seq"),
+        # Grant and expiry lines carry no invoice: NULLs never collide, so only consumption
+        # lines are constrained, and concurrent re-rates upsert one line instead of two.
+        UniqueConstraint(
+            "account_id", "invoice_id", "grant_id", name="uq_wallet_ledger_invoice_grant"
+        ),
     )
 
     account_id: uuid.UUID = Field(sa_column=_account())
@@ -217,7 +226,6 @@ class WalletLedgerEntry(SQLModel, table=True):
     currency: str = Field(sa_column=Column(String(20), nullable=False))
     kind: LedgerKind = Field(sa_column=Column(_enum(LedgerKind, "ledger_kind"), nullable=False))
     amount: Decimal = Field(sa_column=Column(Numeric, nullable=False))
-    balance_after: Decimal = Field(sa_column=Column(Numeric, nullable=False))
     grant_id: uuid.UUID | None = Field(
         default=None, sa_column=Column(UUID(as_uuid=True), nullable=True)
     )
@@ -225,3 +233,4 @@ class WalletLedgerEntry(SQLModel, table=True):
         default=None, sa_column=Column(UUID(as_uuid=True), nullable=True)
     )
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(now=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts(now=True))

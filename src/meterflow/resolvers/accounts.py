@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import strawberry
 
@@ -81,7 +82,7 @@ class AccountMutations:
         result = await mutate(
             info,
             lambda session, principal: accounts.revoke_api_key(
-                session, account_id=principal.account_id, key_id=_key_id(id)
+                session, account_id=principal.account_id, key_id=_key_id(id), now=datetime.now(UTC)
             ),
             ApiKey.from_model,
         )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import strawberry
 
 from meterflow.resolvers.base import Info, mutate, require_admin, require_reader
@@ -53,6 +55,7 @@ class CustomerMutations:
                 email=input.email,
                 traits=input.traits,
                 enabled=input.enabled,
+                now=datetime.now(UTC),
             ),
             Customer.from_model,
         )
@@ -69,6 +72,7 @@ class CustomerMutations:
                 email=input.email,
                 traits=input.traits,
                 enabled=input.enabled,
+                now=datetime.now(UTC),
             ),
             Customer.from_model,
         )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import strawberry
@@ -92,6 +93,7 @@ class MeterMutations:
                 account_id=principal.account_id,
                 meter_api_name=input.meter_api_name,
                 changes=_changes(input),
+                now=datetime.now(UTC),
             ),
             Meter.from_model,
         )
@@ -101,7 +103,10 @@ class MeterMutations:
         return await mutate(
             info,
             lambda session, principal: meters.activate_meter(
-                session, account_id=principal.account_id, meter_api_name=meter_api_name
+                session,
+                account_id=principal.account_id,
+                meter_api_name=meter_api_name,
+                now=datetime.now(UTC),
             ),
             Meter.from_model,
         )
@@ -111,7 +116,10 @@ class MeterMutations:
         return await mutate(
             info,
             lambda session, principal: meters.deprecate_meter(
-                session, account_id=principal.account_id, meter_api_name=meter_api_name
+                session,
+                account_id=principal.account_id,
+                meter_api_name=meter_api_name,
+                now=datetime.now(UTC),
             ),
             Meter.from_model,
         )

@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.scalars import JSON
@@ -18,6 +18,9 @@ from meterflow.schema.errors import (
 from meterflow.schema.pagination import PageInfo
 from meterflow.services import plans
 from meterflow.services.pagination import Page, encode_cursor
+
+if TYPE_CHECKING:
+    from meterflow.services.wallet_statement import StatementLine
 
 strawberry.enum(models.PlanStatus, name="PlanStatus")
 strawberry.enum(models.PeriodInterval, name="BillingInterval")
@@ -291,26 +294,43 @@ class GrantCreditsInput:
     )
 
 
-@strawberry.type
+@strawberry.type(
+    description="A line of the wallet's statement: GRANT (credits added), CONSUMPTION (what one "
+    "invoice currently holds of one grant: one line per invoice and grant, moving with the "
+    "invoice until it is finalized) or EXPIRY (what was left of a grant when it expired)."
+)
 class WalletLedgerEntry:
     id: strawberry.ID
     kind: models.LedgerKind
-    amount: Decimal
-    balance_after: Decimal
+    amount: Decimal = strawberry.field(description="Signed: grants add, the rest take away.")
+    balance_after: Decimal = strawberry.field(
+        description="The running balance: this line and every earlier one, as they stand now."
+    )
     invoice_id: strawberry.ID | None
+    invoice_period_start: datetime | None = strawberry.field(
+        description="CONSUMPTION: the billing period of the invoice."
+    )
+    invoice_period_end: datetime | None
     grant_id: strawberry.ID | None
     created_at: datetime
+    updated_at: datetime = strawberry.field(
+        description="When the line last moved (a CONSUMPTION line moves with its invoice)."
+    )
 
     @classmethod
-    def from_model(cls, row: models.WalletLedgerEntry) -> WalletLedgerEntry:
+    def from_line(cls, line: StatementLine) -> WalletLedgerEntry:
+        row = line.entry
         return cls(
             id=strawberry.ID(str(row.seq)),
             kind=row.kind,
             amount=Decimal(row.amount),
-            balance_after=Decimal(row.balance_after),
+            balance_after=line.balance_after,
             invoice_id=strawberry.ID(str(row.invoice_id)) if row.invoice_id else None,
+            invoice_period_start=line.period_start,
+            invoice_period_end=line.period_end,
             grant_id=strawberry.ID(str(row.grant_id)) if row.grant_id else None,
             created_at=row.created_at,
+            updated_at=row.updated_at,
         )
 
 
@@ -352,16 +372,19 @@ class Wallet:
     )
     account_id: strawberry.Private[object]
 
-    @strawberry.field(description="Grants, consumption and expiry, oldest first.")
+    @strawberry.field(
+        description="The statement: grants, consumption per invoice and grant, expiries; oldest "
+        "first."
+    )
     async def ledger(
         self, info: strawberry.Info, first: int | None = None, after: str | None = None
     ) -> WalletLedgerConnection:
-        from meterflow.services import wallets
+        from meterflow.services import wallet_statement
         from meterflow.services.pagination import page_size
 
         limit = page_size(first, maximum=info.context.max_page_size)
         async with info.context.session_factory() as session:
-            page = await wallets.ledger(
+            page = await wallet_statement.ledger(
                 session,
                 account_id=self.account_id,  # type: ignore[arg-type]
                 customer_id=self.customer_id,
@@ -370,8 +393,8 @@ class Wallet:
                 after=int(after) if after and after.isdigit() else None,
             )
         edges = [
-            WalletLedgerEdge(cursor=str(row.seq), node=WalletLedgerEntry.from_model(row))
-            for row in page.items
+            WalletLedgerEdge(cursor=str(line.entry.seq), node=WalletLedgerEntry.from_line(line))
+            for line in page.items
         ]
         return WalletLedgerConnection(
             edges=edges,

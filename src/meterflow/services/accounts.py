@@ -6,6 +6,7 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,7 +14,6 @@ from sqlmodel import col
 
 from meterflow.errors import AuthenticationError, NotFoundError
 from meterflow.models import Account, ApiKey, ApiKeyScope
-from meterflow.models.base import utcnow
 from meterflow.services import validation
 
 KEY_PREFIX = "mf_"
@@ -98,7 +98,7 @@ async def list_api_keys(session: AsyncSession, *, account_id: uuid.UUID) -> list
 
 
 async def revoke_api_key(
-    session: AsyncSession, *, account_id: uuid.UUID, key_id: uuid.UUID
+    session: AsyncSession, *, account_id: uuid.UUID, key_id: uuid.UUID, now: datetime
 ) -> ApiKey:
     key = await session.scalar(
         select(ApiKey).where(col(ApiKey.account_id) == account_id, col(ApiKey.id) == key_id)
@@ -106,7 +106,7 @@ async def revoke_api_key(
     if key is None:
         raise NotFoundError(f"no API key {key_id} in this account")
     if key.revoked_at is None:
-        key.revoked_at = utcnow()
+        key.revoked_at = now
         await session.flush()
     return key
 

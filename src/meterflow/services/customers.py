@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, tuple_
@@ -13,7 +14,6 @@ from sqlmodel import col
 
 from meterflow.errors import ConflictError, NotFoundError
 from meterflow.models import Customer
-from meterflow.models.base import utcnow
 from meterflow.models.customer import CUSTOMER_ID_MAX, EMAIL_MAX, NAME_MAX
 from meterflow.services import assignments, validation
 from meterflow.services.pagination import Page, decode_cursor
@@ -38,6 +38,7 @@ async def create_customer(
     email: str | None = None,
     traits: Any = None,
     enabled: bool = True,
+    now: datetime,
 ) -> Customer:
     customer_id = clean_customer_id(customer_id)
     values = {
@@ -60,7 +61,7 @@ async def create_customer(
     if inserted is None:
         raise ConflictError(f"customer {customer_id!r} already exists in this account")
     await assignments.assign_default_plan(
-        session, account_id=account_id, customer_ids={customer_id}, now=utcnow()
+        session, account_id=account_id, customer_ids={customer_id}, now=now
     )
     return inserted
 
@@ -84,6 +85,7 @@ async def update_customer(
     email: str | None = None,
     traits: Any = None,
     enabled: bool | None = None,
+    now: datetime,
 ) -> Customer:
     """Partial update: a field left as None is unchanged; an empty email clears it."""
     customer = await session.scalar(
@@ -101,7 +103,7 @@ async def update_customer(
         customer.traits = validation.string_map(traits, field="traits")
     if enabled is not None:
         customer.enabled = enabled
-    customer.updated_at = utcnow()
+    customer.updated_at = now
     await session.flush()
     return customer
 

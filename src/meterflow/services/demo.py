@@ -5,13 +5,13 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from meterflow.models import Account, ApiKeyScope, MeterType, PeriodInterval
-from meterflow.models.base import utcnow
 from meterflow.pricing.invoice import Fee
 from meterflow.services import accounts, customers, meters, plans, wallets
 from meterflow.services.meters import MeterSpec
@@ -100,21 +100,25 @@ async def is_empty(session: AsyncSession) -> bool:
     return (await session.scalar(select(func.count()).select_from(Account))) == 0
 
 
-async def seed(session: AsyncSession) -> DemoAccount:
+async def seed(session: AsyncSession, *, now: datetime) -> DemoAccount:
     account = await accounts.create_account(session, name="Demo")
     issued = await accounts.issue_api_key(
         session, account_id=account.id, name="meterflow dev", scope=ApiKeyScope.ADMIN
     )
     for name, spec in DEMO_METERS:
         await meters.create_meter(session, account_id=account.id, meter_api_name=name, spec=spec)
-        await meters.activate_meter(session, account_id=account.id, meter_api_name=name)
+        await meters.activate_meter(session, account_id=account.id, meter_api_name=name, now=now)
     # A default plan (customers created below join it), so invoices and wallets move too.
     plan = await plans.create_plan(session, account_id=account.id, spec=DEMO_PLAN)
-    now = utcnow()
     await plans.activate_plan(session, account_id=account.id, plan_id=plan.plan.id, now=now)
     for customer_id, name, email in DEMO_CUSTOMERS:
         await customers.create_customer(
-            session, account_id=account.id, customer_id=customer_id, name=name, email=email
+            session,
+            account_id=account.id,
+            customer_id=customer_id,
+            name=name,
+            email=email,
+            now=now,
         )
     await wallets.grant(
         session,

@@ -11,7 +11,7 @@ import enum
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -195,9 +195,13 @@ async def _meters_by_name(
 
 
 async def _known_customers(
-    session: AsyncSession, account_id: uuid.UUID, customer_ids: set[str]
+    session: AsyncSession, account_id: uuid.UUID, customer_ids: set[str], now: datetime
 ) -> set[str]:
-    """The customer ids that exist, creating the missing ones when the account allows it."""
+    """The customer ids that exist, creating the missing ones when the account allows it.
+
+    Only the customers this transaction created join the default plan: a concurrent batch
+    that created the same customer first (its row wins the unique key) assigns it itself, so
+    concurrent first events never give a customer two assignments."""
     unsure = known_customers.unsure(account_id, customer_ids)
     if not unsure:
         return customer_ids
@@ -220,7 +224,7 @@ async def _known_customers(
     )
     if not auto_create:
         return customer_ids - missing
-    await session.execute(
+    created = await session.scalars(
         insert(Customer)
         .values(
             [
@@ -236,9 +240,10 @@ async def _known_customers(
             ]
         )
         .on_conflict_do_nothing(constraint="uq_customers_account_customer_id")
+        .returning(col(Customer.customer_id))
     )
     await assignments.assign_default_plan(
-        session, account_id=account_id, customer_ids=missing, now=datetime.now(UTC)
+        session, account_id=account_id, customer_ids=set(created), now=now
     )
     return customer_ids
 
@@ -397,7 +402,9 @@ async def _ingest(
     if not candidates:
         return report
 
-    known = await _known_customers(session, account_id, {c.record.customer_id for c in candidates})
+    known = await _known_customers(
+        session, account_id, {c.record.customer_id for c in candidates}, now
+    )
     for candidate in candidates:
         if candidate.record.customer_id not in known:
             _reject(

@@ -5,16 +5,16 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from meterflow.errors import ConflictError, InvalidTransitionError, NotFoundError, ValidationError
-from meterflow.models import Meter, MeterStatus, MeterType
-from meterflow.models.base import utcnow
+from meterflow.models import Meter, MeterEventIdentity, MeterStatus, MeterType
 from meterflow.models.meter import (
     DESCRIPTION_MAX,
     LABEL_MAX,
@@ -175,7 +175,12 @@ def spec_of(meter: Meter) -> MeterSpec:
 
 
 async def update_meter(
-    session: AsyncSession, *, account_id: uuid.UUID, meter_api_name: str, changes: dict[str, Any]
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    meter_api_name: str,
+    changes: dict[str, Any],
+    now: datetime,
 ) -> Meter:
     """Change some traits of a DRAFT meter (keys of `changes` are MeterSpec fields).
 
@@ -191,6 +196,7 @@ async def update_meter(
     if "dimensions" in changes:
         changes = {**changes, "dimensions": tuple(changes["dimensions"])}
     spec = clean_spec(replace(spec_of(meter), **changes))
+    await _keep_what_rollups_were_built_for(session, meter, spec)
     meter.label = spec.label
     meter.description = spec.description
     meter.unit = spec.unit
@@ -198,13 +204,46 @@ async def update_meter(
     meter.dimensions = list(spec.dimensions)
     meter.aggregation_dimension = spec.aggregation_dimension
     meter.use_in_billing = spec.use_in_billing
-    meter.updated_at = utcnow()
+    meter.updated_at = now
     await session.flush()
     return meter
 
 
+# The traits the rollups were aggregated by: once events exist, changing them would leave rollups
+# that no longer mean what the meter says (a SUM's hourly totals are not a MAX's).
+_AGGREGATION_TRAITS = (
+    ("meter_type", "meterType"),
+    ("aggregation_dimension", "aggregationDimension"),
+)
+
+
+async def _keep_what_rollups_were_built_for(
+    session: AsyncSession, meter: Meter, spec: MeterSpec
+) -> None:
+    changed = [
+        name for trait, name in _AGGREGATION_TRAITS if getattr(spec, trait) != getattr(meter, trait)
+    ]
+    if not changed:
+        return
+    has_events = await session.scalar(
+        select(
+            exists().where(
+                col(MeterEventIdentity.account_id) == meter.account_id,
+                col(MeterEventIdentity.meter_id) == meter.id,
+            )
+        )
+    )
+    if has_events:
+        raise ValidationError(
+            f"meter {meter.meter_api_name!r} already has events, and its rollups were built for "
+            f"its {' and '.join(changed)}: these cannot change any more. Deprecate the meter and "
+            "create a new one instead.",
+            field=changed[0],
+        )
+
+
 async def activate_meter(
-    session: AsyncSession, *, account_id: uuid.UUID, meter_api_name: str
+    session: AsyncSession, *, account_id: uuid.UUID, meter_api_name: str, now: datetime
 ) -> Meter:
     meter = await _locked_meter(session, account_id, meter_api_name)
     if meter.status is not MeterStatus.DRAFT:
@@ -213,13 +252,13 @@ async def activate_meter(
             current_status=meter.status,
         )
     meter.status = MeterStatus.ACTIVE
-    meter.activated_at = meter.updated_at = utcnow()
+    meter.activated_at = meter.updated_at = now
     await session.flush()
     return meter
 
 
 async def deprecate_meter(
-    session: AsyncSession, *, account_id: uuid.UUID, meter_api_name: str
+    session: AsyncSession, *, account_id: uuid.UUID, meter_api_name: str, now: datetime
 ) -> Meter:
     meter = await _locked_meter(session, account_id, meter_api_name)
     if meter.status is MeterStatus.DEPRECATED:
@@ -227,6 +266,6 @@ async def deprecate_meter(
             f"meter {meter_api_name!r} is already DEPRECATED", current_status=meter.status
         )
     meter.status = MeterStatus.DEPRECATED
-    meter.deprecated_at = meter.updated_at = utcnow()
+    meter.deprecated_at = meter.updated_at = now
     await session.flush()
     return meter

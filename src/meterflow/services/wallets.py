@@ -1,28 +1,39 @@
 """Prepaid credits: grants, drawn down by open invoices in real time, with a ledger.
 
 A grant's `remaining` is what no invoice has drawn yet. An invoice holds allocations against
-grants; re-rating moves its allocation up or down, and each move is a ledger entry. Grants are
-drawn in priority order (lowest first), then soonest expiry, then oldest.
+grants; re-rating moves its allocation up or down. Grants are drawn in priority order (lowest
+first), then soonest expiry, then oldest.
+
+The ledger reads like a statement: one GRANT line per grant, one CONSUMPTION line per
+(invoice, grant) that moves in place as the invoice is re-rated, one EXPIRY line per expired
+grant. The sum of a wallet's lines is its balance; each line's running balance is computed when
+read, by services/wallet_statement.py (a line that moves would make a stored one stale). A
+consumption line that falls to zero (the invoice gave all of that grant back: voided, shrunk,
+moved to another plan) is removed, so the statement shows only what moves the balance.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from meterflow.errors import NotFoundError, ValidationError
-from meterflow.models import CreditAllocation, CreditGrant, LedgerKind, WalletLedgerEntry
+from meterflow.models import (
+    CreditAllocation,
+    CreditGrant,
+    LedgerKind,
+    WalletLedgerEntry,
+)
 from meterflow.pricing.money import quantum
 from meterflow.services import customers
-from meterflow.services.pagination import Page
 from meterflow.services.validation import utc_time
 
 ZERO = Decimal(0)
@@ -68,10 +79,6 @@ async def _record(
     grant_id: uuid.UUID | None = None,
     invoice_id: uuid.UUID | None = None,
 ) -> None:
-    await session.flush()
-    after = await balance(
-        session, account_id=account_id, customer_id=customer_id, currency=currency, now=now
-    )
     session.add(
         WalletLedgerEntry(
             account_id=account_id,
@@ -79,12 +86,82 @@ async def _record(
             currency=currency,
             kind=kind,
             amount=amount,
-            balance_after=after,
             grant_id=grant_id,
             invoice_id=invoice_id,
             created_at=now,
+            updated_at=now,
         )
     )
+
+
+async def _consume(
+    session: AsyncSession,
+    *,
+    invoice_id: uuid.UUID,
+    grant: CreditGrant,
+    units: Decimal,
+    now: datetime,
+) -> None:
+    """Move the invoice's consumption line of `grant` by `units` (negative draws down).
+
+    An upsert on (account, invoice, grant): two transactions that both find no line can never
+    make two (the second one updates the first one's line once it has committed).
+    """
+    stmt = insert(WalletLedgerEntry).values(
+        account_id=grant.account_id,
+        customer_id=grant.customer_id,
+        currency=grant.currency,
+        kind=LedgerKind.CONSUMPTION,
+        amount=units,
+        grant_id=grant.id,
+        invoice_id=invoice_id,
+        created_at=now,
+        updated_at=now,
+    )
+    table = WalletLedgerEntry.__table__  # type: ignore[attr-defined]
+    total = await session.scalar(
+        stmt.on_conflict_do_update(
+            constraint="uq_wallet_ledger_invoice_grant",
+            set_={"amount": table.c.amount + stmt.excluded.amount, "updated_at": now},
+        ).returning(table.c.amount)
+    )
+    if total == 0:
+        await session.execute(
+            delete(WalletLedgerEntry).where(
+                col(WalletLedgerEntry.account_id) == grant.account_id,
+                col(WalletLedgerEntry.invoice_id) == invoice_id,
+                col(WalletLedgerEntry.grant_id) == grant.id,
+            )
+        )
+
+
+async def _expire_more(
+    session: AsyncSession, *, grant: CreditGrant, units: Decimal, now: datetime
+) -> None:
+    """Credit given back to a grant that has already expired expires with it."""
+    await session.execute(
+        update(WalletLedgerEntry)
+        .where(
+            col(WalletLedgerEntry.account_id) == grant.account_id,
+            col(WalletLedgerEntry.grant_id) == grant.id,
+            col(WalletLedgerEntry.kind) == LedgerKind.EXPIRY,
+        )
+        .values(amount=col(WalletLedgerEntry.amount) - units, updated_at=now)
+    )
+
+
+async def _held_units(
+    session: AsyncSession, account_id: uuid.UUID, invoice_id: uuid.UUID
+) -> dict[uuid.UUID, Decimal]:
+    """Units of each grant the invoice holds, from its consumption lines (positive)."""
+    rows = await session.execute(
+        select(col(WalletLedgerEntry.grant_id), col(WalletLedgerEntry.amount)).where(
+            col(WalletLedgerEntry.account_id) == account_id,
+            col(WalletLedgerEntry.invoice_id) == invoice_id,
+            col(WalletLedgerEntry.kind) == LedgerKind.CONSUMPTION,
+        )
+    )
+    return {grant_id: -Decimal(amount) for grant_id, amount in rows if grant_id is not None}
 
 
 async def grant(
@@ -171,7 +248,7 @@ async def draw(
     """Make the invoice's credits cover as much of `due` as the wallet allows. Returns them.
 
     Works in the invoice's money: allocations hold money; a grant in a custom currency gives
-    up money / ratio of its units. Each currency whose balance moved gets a ledger entry.
+    up money / ratio of its units. Each grant it moved has its consumption line moved.
     """
     allocations = list(
         await session.scalars(
@@ -212,7 +289,6 @@ async def draw(
     delta = target - held
     if delta == 0:
         return held
-    moved: dict[str, Decimal] = defaultdict(Decimal)  # units per wallet currency
     by_grant = {a.grant_id: a for a in allocations}
     if delta > 0:
         need = delta
@@ -222,7 +298,7 @@ async def draw(
                 continue
             units = min(g.remaining, _units(take, g.ratio))
             g.remaining -= units
-            moved[g.currency] -= units
+            await _consume(session, invoice_id=invoice_id, grant=g, units=-units, now=now)
             need -= take
             if g.id in by_grant:
                 by_grant[g.id].amount += take
@@ -236,6 +312,7 @@ async def draw(
                 break
     else:
         give_back = -delta
+        held_units = await _held_units(session, account_id, invoice_id)
         # Return credit to the grants drawn last first (reverse of the drawing order).
         for g in reversed(grants):
             held_here = by_grant.get(g.id)
@@ -243,25 +320,21 @@ async def draw(
                 continue
             back = min(held_here.amount, give_back)
             held_here.amount -= back
+            # Giving all of it back returns exactly the units drawn, whatever the rounding of
+            # each step was: the grant is whole again and the invoice's line falls to zero.
             units = _units(back, g.ratio)
-            g.remaining += units
-            moved[g.currency] += units
+            if g.id in held_units:
+                units = held_units[g.id] if held_here.amount == 0 else min(units, held_units[g.id])
+            if g.expired_at is None:
+                g.remaining += units
+            else:
+                await _expire_more(session, grant=g, units=units, now=now)
+            await _consume(session, invoice_id=invoice_id, grant=g, units=units, now=now)
             give_back -= back
             if held_here.amount == 0:
                 await session.delete(held_here)
             if give_back == 0:
                 break
-    for unit, amount in moved.items():
-        await _record(
-            session,
-            account_id=account_id,
-            customer_id=customer_id,
-            currency=unit,
-            kind=LedgerKind.CONSUMPTION,
-            amount=amount,
-            now=now,
-            invoice_id=invoice_id,
-        )
     return target
 
 
@@ -299,23 +372,3 @@ async def expire(session: AsyncSession, *, account_id: uuid.UUID, now: datetime)
             grant_id=g.id,
         )
     return len(due)
-
-
-async def ledger(
-    session: AsyncSession,
-    *,
-    account_id: uuid.UUID,
-    customer_id: str,
-    currency: str,
-    limit: int,
-    after: int | None,
-) -> Page[WalletLedgerEntry]:
-    query = select(WalletLedgerEntry).where(
-        col(WalletLedgerEntry.account_id) == account_id,
-        col(WalletLedgerEntry.customer_id) == customer_id,
-        col(WalletLedgerEntry.currency) == currency,
-    )
-    if after is not None:
-        query = query.where(col(WalletLedgerEntry.seq) > after)
-    rows = list(await session.scalars(query.order_by(col(WalletLedgerEntry.seq)).limit(limit + 1)))
-    return Page(rows[:limit], len(rows) > limit)
