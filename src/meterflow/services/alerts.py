@@ -26,7 +26,7 @@ from meterflow.models import (
     Meter,
 )
 from meterflow.secretbox import SecretBox, UnreadableSecretError
-from meterflow.services import meters, usage, validation, wallets
+from meterflow.services import meters, outbox, usage, validation, wallets
 from meterflow.services.timebuckets import Grouping, floor, following
 
 SUBJECTS = ("USAGE", "COST", "BALANCE")
@@ -278,16 +278,24 @@ async def _fire(
     )
     if event is None:
         return None  # already fired for this customer in this period
-    for channel in rule.channels:
-        session.add(
-            AlertDelivery(
-                account_id=rule.account_id,
-                event_id=event.id,
-                channel=channel["type"],
-                target=channel["target"],
-                status="PENDING",
-            )
+    deliveries = [
+        AlertDelivery(
+            account_id=rule.account_id,
+            event_id=event.id,
+            channel=channel["type"],
+            target=channel["target"],
+            status="PENDING",
         )
+        for channel in rule.channels
+    ]
+    session.add_all(deliveries)
+    # Sending is outbox work of this same transaction: an alert recorded is an alert sent.
+    await outbox.add(
+        session,
+        account_id=rule.account_id,
+        kind=outbox.DELIVER_ALERT,
+        items={str(d.id): {} for d in deliveries},
+    )
     return event
 
 
