@@ -251,3 +251,17 @@ async def test_a_worker_killed_mid_rollup_is_taken_over_within_seconds(
     assert await rolled(session_factory, account) == truth
     assert took < 15
     print(f"usage caught up {took:.1f} s after the new worker started")
+
+
+async def test_a_worker_started_before_redis_waits_for_it(
+    server_env: dict[str, str], private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    env = {**server_env, "METERFLOW_REDIS_URL": private_redis.url}
+    private_redis.kill()
+    log = tmp_path / "worker.log"
+    with worker_process(env, log) as worker:
+        await asyncio.sleep(8)  # longer than arq's own connection retries (5 x 1 s)
+        assert worker.poll() is None, log.read_text()
+        private_redis.start()
+        await worker_up(private_redis.url, worker)
+    assert "Traceback" not in log.read_text(), log.read_text()

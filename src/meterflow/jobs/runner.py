@@ -70,6 +70,23 @@ class JobRunner(Worker):
         self._outage_since: float | None = None
         self._backoff = OUTAGE_BACKOFF_FIRST
 
+    async def main(self) -> None:
+        """A worker started before Redis waits for it (arq gives up after a few seconds)."""
+        while True:
+            try:
+                await super().main()
+                return
+            except (RedisError, OSError) as exc:
+                if "redis" in self.ctx:  # started: the poll loop handles outages from here
+                    raise
+                if self._outage_since is None:
+                    self._outage_since = time.monotonic()
+                    log.warning(
+                        "Redis unreachable at start (%s): waiting for it", type(exc).__name__
+                    )
+                self._pool = None
+                await asyncio.sleep(OUTAGE_BACKOFF_MAX)
+
     def _reap(self) -> None:
         """Collect finished jobs before arq does: one whose bookkeeping in Redis failed (its
         work is done or redone by a sweep; arq would raise that error out of the poll loop)
