@@ -49,10 +49,13 @@ async def heartbeat(ctx: dict[str, Any]) -> str:
 
 
 async def live_worker_ids(redis: Redis) -> set[str]:
+    """The ids of the workers beating now (one SCAN, one MGET)."""
+    keys = [key async for key in redis.scan_iter(match=HEARTBEAT_PREFIX + "*", count=100)]
+    if not keys:
+        return set()
     live = set()
-    async for key in redis.scan_iter(match=HEARTBEAT_PREFIX + "*", count=100):
-        value = await redis.get(key)
-        if value is not None:
+    for key, value in zip(keys, await redis.mget(keys), strict=True):
+        if value is not None:  # expired between the scan and the read
             name = key.decode().removeprefix(HEARTBEAT_PREFIX)
             live.add(f"{name}:{value.decode().split(' ', 1)[0]}")
     return live

@@ -24,9 +24,9 @@ log = logging.getLogger("meterflow.workers.rollup")
 # One job keeps stepping while events remain, up to this long; then it hands over to a fresh
 # job so one busy account cannot hold a worker slot forever.
 TIME_BUDGET_SECONDS = 10.0
-# The job's own timeout: the budget plus one bounded step. Short, so that arq's in-progress
-# mark of a job whose worker died does not outlive it by much (see jobs/runner.py).
-JOB_TIMEOUT_SECONDS = 30.0
+# The job's own timeout: the budget, one bounded step and its re-rates. A hung job ends within
+# this; a job whose worker died is taken over sooner (jobs/runner.py).
+JOB_TIMEOUT_SECONDS = 60.0
 # Test hook only: seconds to sleep after each committed step, so a fault test can kill a worker
 # while its rollup job is part-way. Never set in production.
 TEST_HOOK_STEP_PAUSE = "METERFLOW_TEST_HOOK_ROLLUP_STEP_PAUSE_SECONDS"
