@@ -27,11 +27,15 @@ from meterflow.workers.settings import OUTBOX_HANDLERS
 
 
 async def billed_account(
-    factory: SessionFactory, *, alert_rule: bool = False, webhook: str | None = None
+    factory: SessionFactory,
+    *,
+    alert_rule: bool = False,
+    webhook: str | None = None,
+    with_event: bool = True,
 ) -> uuid.UUID:
     """An account with a SUM meter priced at 0.5 per unit (a default plan), optionally an alert
-    rule "any usage today" (to `webhook`, if given), and one event of 4 units for customer r1."""
-    now = datetime.now(UTC)
+    rule "any usage today" (to `webhook`, if given), and (`with_event`) one event of 4 units for
+    customer r1."""
     async with unit_of_work(factory) as session:
         account = await accounts.create_account(session, name="retry")
         await meters.create_meter(
@@ -70,6 +74,14 @@ async def billed_account(
                 allow_private_targets=True,
                 box=SecretBox.from_keys((TEST_SECRET_KEY,)),
             )
+    if with_event:
+        await ingest_event(factory, account.id)
+    return account.id
+
+
+async def ingest_event(factory: SessionFactory, account: uuid.UUID) -> None:
+    """4 units of "calls" for customer r1, a few seconds ago."""
+    now = datetime.now(UTC)
     data = {
         "meterApiName": "calls",
         "customerId": "r1",
@@ -80,11 +92,10 @@ async def billed_account(
     async with unit_of_work(factory) as session:
         await ingestion.ingest(
             session,
-            account_id=account.id,
+            account_id=account,
             records=[ingestion.RawRecord(data, json.dumps(data))],
             now=now,
         )
-    return account.id
 
 
 async def invoice_total(factory: SessionFactory, account: uuid.UUID) -> Decimal | None:

@@ -23,13 +23,20 @@ from sqlalchemy import select, text
 from sqlmodel import col
 
 from meterflow.db import SessionFactory
+from meterflow.jobs.runner import OWNERS_KEY
 from meterflow.models import AlertDelivery
 from meterflow.workers import rollup
 from tests.client import GraphQLClient
 from tests.conftest import ROOT, PrivateRedis, make_account, running_server
 from tests.helpers import create_meter, event, ingest
 from tests.test_alerts import Receiver
-from tests.test_rerate_retry import billed_account, failing_rerates, invoice_total, worker_ctx
+from tests.test_rerate_retry import (
+    billed_account,
+    failing_rerates,
+    ingest_event,
+    invoice_total,
+    worker_ctx,
+)
 from tests.test_rollup_idempotency import from_raw, rolled, seed
 
 
@@ -65,18 +72,26 @@ async def until(check: Callable[[], Awaitable[Any]], within: float, what: str) -
         await asyncio.sleep(0.1)
 
 
-async def worker_up(redis_url: str, process: subprocess.Popen[bytes]) -> None:
-    """Until the worker's heartbeat is in this Redis."""
+async def worker_up(
+    redis_url: str, process: subprocess.Popen[bytes], *, idle: bool = False
+) -> None:
+    """Until the worker's heartbeat is in this Redis (and, with `idle`, it has nothing queued
+    or running: the jobs it runs at start are over, so none of them races the test)."""
     from redis.asyncio import Redis
 
     client = Redis.from_url(redis_url)
     try:
 
-        async def beating() -> bool:
+        async def ready() -> bool:
             assert process.poll() is None, "the worker exited"
-            return bool(await client.keys("mf:worker:heartbeat:*"))
+            if not await client.keys("mf:worker:heartbeat:*"):
+                return False
+            if not idle:
+                return True
+            queued = await client.zrangebyscore("arq:queue", 0, time.time() * 1000)
+            return not queued and not await client.hlen(OWNERS_KEY)  # (jobs running now)
 
-        await until(beating, 30, "the worker never beat")
+        await until(ready, 30, "the worker never got ready")
     finally:
         await client.aclose()
 
@@ -97,11 +112,12 @@ async def test_a_rerate_owed_while_redis_was_down_happens_when_it_returns(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    account = await billed_account(session_factory)
+    account = await billed_account(session_factory, with_event=False)
     env = {**server_env, "METERFLOW_REDIS_URL": private_redis.url}
     with worker_process(env, tmp_path / "worker.log") as worker:
-        await worker_up(private_redis.url, worker)
+        await worker_up(private_redis.url, worker, idle=True)
         async with outage(private_redis):
+            await ingest_event(session_factory, account)
             # A rollup step (run as the worker runs it) while Redis is down: its own re-rate
             # fails (a database hiccup), and no retry can be enqueued.
             switch = failing_rerates(monkeypatch)
@@ -130,11 +146,14 @@ async def test_an_alert_fired_while_enqueueing_fails_is_delivered(
 ) -> None:
     receiver = Receiver()
     try:
-        account = await billed_account(session_factory, alert_rule=True, webhook=receiver.url)
+        account = await billed_account(
+            session_factory, alert_rule=True, webhook=receiver.url, with_event=False
+        )
         env = {**server_env, "METERFLOW_REDIS_URL": private_redis.url}
         with worker_process(env, tmp_path / "worker.log") as worker:
-            await worker_up(private_redis.url, worker)
+            await worker_up(private_redis.url, worker, idle=True)
             async with outage(private_redis):
+                await ingest_event(session_factory, account)
                 ctx = worker_ctx(session_factory, private_redis.url)
                 try:  # the alert fires; queueing its delivery fails
                     assert await rollup.usage_rollup(ctx, str(account)) == 1
