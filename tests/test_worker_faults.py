@@ -283,4 +283,6 @@ async def test_a_worker_started_before_redis_waits_for_it(
         assert worker.poll() is None, log.read_text()
         private_redis.start()
         await worker_up(private_redis.url, worker)
-    assert "Traceback" not in log.read_text(), log.read_text()
+    output = log.read_text()
+    assert output.count("Redis unreachable at start") == 1, output
+    assert "Traceback" not in output, output

@@ -189,7 +189,8 @@ def build_runner(
             )
             for s in schedules
         ],
-        redis_settings=redis_settings(redis_url),
+        # No arq retries at start (a warning a second): main() waits for Redis, saying so once.
+        redis_settings=redis_settings(redis_url, retries=0),
         on_startup=on_startup,
         on_shutdown=on_shutdown,
         on_job_start=started,
