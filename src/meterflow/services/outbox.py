@@ -18,9 +18,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, text
+from sqlalchemy import Table, func, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from meterflow.models import OutboxItem
 
@@ -39,6 +40,11 @@ class Work:
     payload: dict[str, Any]
     version: int
     attempts: int
+
+
+def _seconds(seconds: float) -> ColumnElement[Any]:
+    """An interval of `seconds` (make_interval's last argument is seconds)."""
+    return func.make_interval(0, 0, 0, 0, 0, 0, float(seconds))
 
 
 async def add(
@@ -65,9 +71,7 @@ async def add(
                 "payload": payload,
                 "version": 1,
                 "attempts": 0,
-                "available_at": text(
-                    f"clock_timestamp() + make_interval(secs => {float(delay_seconds)!r})"
-                ),
+                "available_at": func.clock_timestamp() + _seconds(delay_seconds),
             }
             for key, payload in sorted(items.items())  # one lock order for concurrent adds
         ]
