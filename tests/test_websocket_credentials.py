@@ -20,9 +20,9 @@ from wsproto.utilities import LocalProtocolError
 
 from meterflow.db import SessionFactory
 from tests.client import GraphQLClient, TestAccount
-from tests.conftest import make_account, running_server
+from tests.conftest import PrivateRedis, make_account, running_server
 from tests.helpers import create_meter, event, ingest
-from tests.test_realtime import private_redis, session_token  # noqa: F401  (a fixture)
+from tests.test_realtime import session_token
 from tests.ws import Subscription, connect
 
 CLOSE_WITHIN = 5.0
@@ -143,12 +143,11 @@ async def test_revoking_a_key_closes_its_idle_sockets_everywhere(
 
 async def test_sockets_close_within_seconds_even_when_the_notice_is_lost(
     server_env: dict[str, str],
-    private_redis: tuple[int, Any],  # noqa: F811  (the fixture, imported)
+    private_redis: PrivateRedis,
     session_factory: SessionFactory,
 ) -> None:
     """Redis down: the revocation notice cannot travel; the periodic sweep still closes it."""
-    port, (state, _start) = private_redis
-    env = {**server_env, "METERFLOW_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    env = {**server_env, "METERFLOW_REDIS_URL": private_redis.url}
     with running_server(env) as base:
         admin = (await make_account(session_factory)).admin_key
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
@@ -156,8 +155,7 @@ async def test_sockets_close_within_seconds_even_when_the_notice_is_lost(
             key_id, key = await temporary_admin_key(gql)
             async with connect(base, {"apiKey": key}) as ws:
                 assert await account_name(ws) == "test"
-                state["process"].kill()  # Redis goes away: no notice will be delivered
-                state["process"].wait(5)
+                private_redis.kill()  # Redis goes away: no notice will be delivered
                 await revoke_key(gql, key_id)
                 revoked_at = time.monotonic()
                 close, _ = await closed(ws, CLOSE_WITHIN)

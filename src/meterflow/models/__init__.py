@@ -19,6 +19,7 @@ from meterflow.models.billing import (
 from meterflow.models.customer import Customer
 from meterflow.models.meter import Meter, MeterStatus, MeterType
 from meterflow.models.meter_event import MeterEvent, MeterEventIdentity
+from meterflow.models.outbox import OutboxItem
 from meterflow.models.usage import (
     UsageDaily,
     UsageDistinctValue,
@@ -47,6 +48,7 @@ __all__ = [
     "MeterEventIdentity",
     "MeterStatus",
     "MeterType",
+    "OutboxItem",
     "PeriodInterval",
     "PlanAssignment",
     "PlanItem",

@@ -9,7 +9,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from meterflow import models
 from meterflow.errors import ConflictError, NotFoundError
-from meterflow.jobs import RERATE_JOB
 from meterflow.pricing import invoice as pricing
 from meterflow.pubsub import customer_channels
 from meterflow.resolvers.base import (
@@ -42,6 +41,7 @@ from meterflow.services import (
     invoice_rating,
     period_close,
     plans,
+    rollup_work,
     wallets,
 )
 from meterflow.services.pagination import page_size
@@ -288,14 +288,11 @@ class BillingMutations:
 
         result = await mutate(info, finalize, Invoice.from_model)
         jobs = info.context.jobs
-        if jobs is not None:  # customers the catch-up rolled up: their running invoices follow
-            for customer_id in sorted(caught.touched):
-                await jobs.enqueue_coalesced(
-                    RERATE_JOB,
-                    f"rerate:{principal.account_id}:{customer_id}",
-                    str(principal.account_id),
-                    customer_id,
-                )
+        if jobs is not None and caught.touched:
+            # The catch-up recorded its re-rates and alert evaluations in the outbox: start them
+            # now (the sweep would, within seconds, if this enqueue is lost).
+            for kind in rollup_work.CAUSED_KINDS:
+                await jobs.run_outbox(principal.account_id, kind)
         if isinstance(result, Invoice):
             await info.context.publish(*customer_channels(principal.account_id, result.customer_id))
         return result

@@ -22,7 +22,7 @@ from meterflow.models import (
     AlertRule,
 )
 from meterflow.secretbox import SecretBox, UnreadableSecretError
-from meterflow.services import alert_checks, alert_figures, meters, validation
+from meterflow.services import alert_checks, alert_figures, meters, outbox, validation
 from meterflow.services.alert_figures import Figure
 from meterflow.services.timebuckets import Grouping, floor, following
 
@@ -228,16 +228,24 @@ async def _fire(
     )
     if event is None:
         return None  # already fired for this customer in this period
-    for channel in rule.channels:
-        session.add(
-            AlertDelivery(
-                account_id=rule.account_id,
-                event_id=event.id,
-                channel=channel["type"],
-                target=channel["target"],
-                status="PENDING",
-            )
+    deliveries = [
+        AlertDelivery(
+            account_id=rule.account_id,
+            event_id=event.id,
+            channel=channel["type"],
+            target=channel["target"],
+            status="PENDING",
         )
+        for channel in rule.channels
+    ]
+    session.add_all(deliveries)
+    # Sending is outbox work of this same transaction: an alert recorded is an alert sent.
+    await outbox.add(
+        session,
+        account_id=rule.account_id,
+        kind=outbox.DELIVER_ALERT,
+        items={str(d.id): {} for d in deliveries},
+    )
     return event
 
 

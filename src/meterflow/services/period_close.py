@@ -25,14 +25,14 @@ from sqlmodel import col
 
 from meterflow.db import unit_of_work
 from meterflow.models import Account
-from meterflow.services import invoice_lifecycle, rollups, wallets
+from meterflow.services import invoice_lifecycle, rollup_work, wallets
 from meterflow.services.invoice_lifecycle import CloseReport
 
 log = logging.getLogger("meterflow.services.period_close")
 
 SessionFactory = async_sessionmaker[AsyncSession]
-# Told which customers a catch-up rolled up, so their running invoices and alerts follow (what
-# the rollup job does after its own steps).
+# Told which customers a catch-up rolled up, so the work its steps recorded in the outbox (their
+# re-rates and alert evaluations) can start at once rather than at the next sweep.
 AfterCatchUp = Callable[[uuid.UUID, list[str]], Awaitable[None]]
 
 # How long the gate waits for in-flight transactions before leaving the account for next round.
@@ -76,7 +76,7 @@ async def catch_up(
     deadline = time.monotonic() + wait_seconds
     while True:
         async with unit_of_work(session_factory) as session:
-            step = await rollups.rollup_account(session, account_id=account_id)
+            step = await rollup_work.rollup_step(session, account_id=account_id)
             mark = await _watermark(session, account_id)
         result.touched |= {customer for _, customer in step.touched}
         if mark >= horizon:
@@ -110,7 +110,7 @@ async def close_account(
         if caught.touched and after_catch_up is not None:
             try:
                 await after_catch_up(account_id, sorted(caught.touched))
-            except Exception:  # the usage is committed; re-rates are retried by their own jobs
+            except Exception:  # the work is in the outbox, committed with the usage: swept later
                 log.exception("close: account %s: follow-up of the catch-up failed", account_id)
         if not caught.caught_up:
             log.warning(

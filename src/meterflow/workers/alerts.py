@@ -4,6 +4,7 @@ the alert's id to drop the rare duplicate a crash between send and record could 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -21,10 +22,12 @@ from sqlmodel import col
 
 from meterflow import netguard
 from meterflow.db import unit_of_work
-from meterflow.jobs import DELIVER_JOB, JobQueue
+from meterflow.jobs import JobQueue
 from meterflow.models import AlertDelivery, AlertEvent, AlertRule
 from meterflow.models.base import utcnow
+from meterflow.services import outbox
 from meterflow.services.alerts import open_channel
+from meterflow.services.outbox import Work
 
 log = logging.getLogger("meterflow.workers.alerts")
 TIMEOUT_SECONDS = 5.0
@@ -191,14 +194,35 @@ def _where(delivery: AlertDelivery) -> str:
         return delivery.channel.lower()
 
 
-async def deliver_alert(ctx: dict[str, Any], delivery_id: str) -> str:
+# Deliveries of one batch run side by side, this many at a time: a slow receiver holds up
+# none but its own.
+PARALLEL_DELIVERIES = 20
+
+
+async def deliver_work(
+    ctx: dict[str, Any], account: uuid.UUID, works: list[Work]
+) -> dict[uuid.UUID, float]:
+    """Outbox handler: one attempt at each delivery; those to try again, with their backoff."""
+    gate = asyncio.Semaphore(PARALLEL_DELIVERIES)
+
+    async def one(work: Work) -> float | None:
+        async with gate:
+            return await deliver_alert(ctx, uuid.UUID(work.key))
+
+    delays = await asyncio.gather(*(one(w) for w in works))
+    return {w.id: d for w, d in zip(works, delays, strict=True) if d is not None}
+
+
+async def deliver_alert(ctx: dict[str, Any], delivery_id: uuid.UUID) -> float | None:
+    """One attempt, logged on the delivery row. Returns the delay before the next attempt, or
+    None when there is nothing more to do (delivered, failed for good, or gone)."""
     factory = ctx["session_factory"]
     async with factory() as session:
         delivery = await session.scalar(
-            select(AlertDelivery).where(col(AlertDelivery.id) == uuid.UUID(delivery_id))
+            select(AlertDelivery).where(col(AlertDelivery.id) == delivery_id)
         )
         if delivery is None or delivery.status != "PENDING":
-            return delivery.status if delivery else "MISSING"
+            return None
         event = await session.scalar(
             select(AlertEvent).where(col(AlertEvent.id) == delivery.event_id)
         )
@@ -208,7 +232,7 @@ async def deliver_alert(ctx: dict[str, Any], delivery_id: str) -> str:
             else None
         )
     if event is None or rule is None:
-        return "MISSING"
+        return None
     status_code: int | None = None
     failure: DeliveryFailure | None = None
     try:
@@ -236,13 +260,9 @@ async def deliver_alert(ctx: dict[str, Any], delivery_id: str) -> str:
             row.status = "FAILED"
         attempts, status = row.attempts, row.status
     if failure is None:
-        return status
+        return None
     if status == "PENDING":
-        jobs: JobQueue = ctx["jobs"]
-        delay = ctx["alert_retry_base_seconds"] * 2 ** (attempts - 1)
-        await jobs.enqueue_later(
-            DELIVER_JOB, f"deliver:{delivery.id}:{attempts}", delay, str(delivery.id)
-        )
+        delay: float = ctx["alert_retry_base_seconds"] * 2 ** (attempts - 1)
         log.info(
             "alert delivery %s (%s) failed: %s; retry %d in %.1fs",
             delivery.id,
@@ -251,33 +271,27 @@ async def deliver_alert(ctx: dict[str, Any], delivery_id: str) -> str:
             attempts + 1,
             delay,
         )
-    else:
-        log.warning(
-            "alert delivery %s (%s) failed after %d attempts: %s",
-            delivery.id,
-            _where(delivery),
-            attempts,
-            failure.error_class,
-        )
-    return status
+        return delay
+    log.warning(
+        "alert delivery %s (%s) failed after %d attempts: %s",
+        delivery.id,
+        _where(delivery),
+        attempts,
+        failure.error_class,
+    )
+    return None
 
 
 async def dispatch(ctx: dict[str, Any], events: list[AlertEvent]) -> None:
-    """After the events committed: queue their deliveries and tell subscribers."""
+    """After the events committed: have their deliveries done now (they are outbox work of the
+    events' transaction, so a lost enqueue only waits for the sweep) and tell subscribers."""
     from meterflow.pubsub import channel, publish
 
     if not events:
         return
-    factory = ctx["session_factory"]
-    async with factory() as session:
-        rows = list(
-            await session.scalars(
-                select(AlertDelivery).where(col(AlertDelivery.event_id).in_([e.id for e in events]))
-            )
-        )
     jobs: JobQueue = ctx["jobs"]
-    for row in rows:
-        await jobs.enqueue_coalesced(DELIVER_JOB, f"deliver:{row.id}:0", str(row.id))
+    for account in sorted({e.account_id for e in events}):
+        await jobs.run_outbox(account, outbox.DELIVER_ALERT)
     names = set()
     for event in events:
         names.add(channel(event.account_id, "alert", event.customer_id))

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from meterflow.services import period_close
-from meterflow.workers.rollup import evaluate_alerts, rerate_customers
+from meterflow.workers.rollup import run_caused_work
 
 log = logging.getLogger("meterflow.workers.billing")
 
@@ -17,9 +17,9 @@ async def close_billing_periods(ctx: dict[str, Any]) -> int:
     """Finalize ended periods, open current ones, expire credits. Idempotent."""
 
     async def after_catch_up(account: uuid.UUID, customers: list[str]) -> None:
-        # The close rolled these customers' usage up itself: follow up as the rollup job would.
-        await rerate_customers(ctx, str(account), customers)
-        await evaluate_alerts(ctx, account, customers)
+        # The close rolled usage up itself, recording the re-rates and alert evaluations it
+        # causes in the outbox: do them now, as the rollup job would.
+        await run_caused_work(ctx, account)
 
     report = await period_close.close_all(
         ctx["session_factory"], clock=lambda: datetime.now(UTC), after_catch_up=after_catch_up

@@ -1,51 +1,59 @@
-"""Jobs that keep usage rollups fresh: per-account rollup, and the sweep that backs it up."""
+"""Jobs that keep usage rollups fresh: per-account rollup, the sweep that backs it up, and the
+outbox work a rollup step causes (re-rating running invoices, judging alert rules)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from meterflow.db import unit_of_work
-from meterflow.jobs import RERATE_JOB, JobQueue
+from meterflow.jobs import JobQueue
 from meterflow.pubsub import customer_channels, publish
-from meterflow.services import alerts, invoice_rating, rollups
+from meterflow.services import alerts, invoice_rating, outbox, rollup_work, rollups
+from meterflow.services.outbox import Work
 from meterflow.workers.alerts import dispatch
+from meterflow.workers.outbox import backoff, run_outbox
 
 log = logging.getLogger("meterflow.workers.rollup")
 
 # One job keeps stepping while events remain, up to this long; then it hands over to a fresh
 # job so one busy account cannot hold a worker slot forever.
 TIME_BUDGET_SECONDS = 10.0
+# The job's own timeout: the budget, one bounded step and its re-rates. A hung job ends within
+# this; a job whose worker died is taken over sooner (jobs/runner.py).
+JOB_TIMEOUT_SECONDS = 60.0
+# Test hook only: seconds to sleep after each committed step, so a fault test can kill a worker
+# while its rollup job is part-way. Never set in production.
+TEST_HOOK_STEP_PAUSE = "METERFLOW_TEST_HOOK_ROLLUP_STEP_PAUSE_SECONDS"
 
 
 async def usage_rollup(ctx: dict[str, Any], account_id: str) -> int:
-    """Roll up everything an account has past its watermark. Safe to run twice or concurrently."""
+    """Roll up everything an account has past its watermark. Safe to run twice or concurrently.
+
+    Each step writes, in its own transaction, the work its new usage causes: a re-rate and an
+    alert evaluation per touched customer (coalesced with any still pending). The job then does
+    that work at once; if it fails, or the worker dies, the rows are still there for the sweep.
+    """
     account = uuid.UUID(account_id)
     jobs: JobQueue = ctx["jobs"]
+    pause = float(os.environ.get(TEST_HOOK_STEP_PAUSE, "0") or 0)
     started = time.monotonic()
     total = 0
     while True:
         async with unit_of_work(ctx["session_factory"]) as session:
-            step = await rollups.rollup_account(
+            step = await rollup_work.rollup_step(
                 session, account_id=account, max_events=ctx.get("rollup_batch_events", 50_000)
             )
         total += step.events
-        # Running invoices follow usage: re-rate every customer this step touched, in one batch.
-        # The usage is committed already, so a failure here must not be lost: each customer then
-        # becomes a retried job of its own.
-        touched = sorted({customer for _, customer in step.touched})
-        try:
-            await rerate_customers(ctx, account_id, touched)
-            await evaluate_alerts(ctx, account, touched)
-        except Exception:
-            log.exception("re-rating %d customers failed; retrying one by one", len(touched))
-            for customer_id in touched:
-                await jobs.enqueue_coalesced(
-                    RERATE_JOB, f"rerate:{account}:{customer_id}", account_id, customer_id
-                )
+        if pause:
+            await asyncio.sleep(pause)
+        if step.touched:
+            await run_caused_work(ctx, account)
         if not step.more:
             return total
         if time.monotonic() - started > TIME_BUDGET_SECONDS:
@@ -55,8 +63,48 @@ async def usage_rollup(ctx: dict[str, Any], account_id: str) -> int:
             return total
 
 
+async def run_caused_work(ctx: dict[str, Any], account: uuid.UUID) -> None:
+    """Do at once the work rollup steps recorded (re-rate first: COST rules read the invoice).
+    A failing re-rate never holds back the evaluation: each kind is its own outbox work, and
+    whatever fails stays in the outbox for the sweep."""
+    for kind in rollup_work.CAUSED_KINDS:
+        try:
+            await run_outbox(ctx, str(account), kind)
+        except Exception:
+            log.exception("%s for account %s failed; the sweep retries it", kind, account)
+
+
+async def rerate_work(
+    ctx: dict[str, Any], account: uuid.UUID, works: list[Work]
+) -> dict[uuid.UUID, float]:
+    """Outbox handler: bring these customers' running invoices up to date, in one batch; if the
+    batch fails, one by one, so that one customer's trouble holds back no other."""
+    try:
+        await rerate_customers(ctx, str(account), sorted(w.key for w in works))
+        return {}
+    except Exception:
+        log.exception("re-rating %d customers failed; retrying one by one", len(works))
+    later = {}
+    for work in works:
+        try:
+            await rerate_customers(ctx, str(account), [work.key])
+        except Exception:
+            log.exception("re-rating customer %s failed", work.key)
+            later[work.id] = backoff(work.attempts)
+    return later
+
+
+async def evaluate_work(
+    ctx: dict[str, Any], account: uuid.UUID, works: list[Work]
+) -> dict[uuid.UUID, float]:
+    """Outbox handler: judge the mid-period alert rules for these customers."""
+    await evaluate_alerts(ctx, account, sorted(w.key for w in works))
+    return {}
+
+
 async def evaluate_alerts(ctx: dict[str, Any], account: uuid.UUID, customers: list[str]) -> None:
-    """Seconds after the events: rules that can be judged mid-period, for these customers."""
+    """Seconds after the events: rules that can be judged mid-period, for these customers.
+    The deliveries of what fires are outbox work of the same transaction (services/alerts)."""
     if not customers:
         return
     async with unit_of_work(ctx["session_factory"]) as session:
@@ -86,7 +134,8 @@ async def alert_period_ends(ctx: dict[str, Any]) -> int:
 
 
 async def rerate_customers(ctx: dict[str, Any], account_id: str, customers: list[str]) -> None:
-    """Bring these customers' running invoices up to date, then tell their subscribers."""
+    """Bring these customers' running invoices up to date, then tell their subscribers. COST
+    rules read those invoices: they are judged again (outbox work of the same transaction)."""
     if not customers:
         return
     account = uuid.UUID(account_id)
@@ -94,19 +143,15 @@ async def rerate_customers(ctx: dict[str, Any], account_id: str, customers: list
         await invoice_rating.rerate_customers(
             session, account_id=account, customer_ids=customers, now=datetime.now(UTC)
         )
+        await outbox.add(
+            session,
+            account_id=account,
+            kind=outbox.EVALUATE_ALERTS,
+            items={customer: {} for customer in customers},
+        )
     await publish(
         ctx["redis"], *(c for customer in customers for c in customer_channels(account, customer))
     )
-
-
-async def rerate_customer(ctx: dict[str, Any], account_id: str, customer_id: str) -> None:
-    """Bring one customer's running invoices up to date, then tell its subscribers."""
-    account = uuid.UUID(account_id)
-    async with unit_of_work(ctx["session_factory"]) as session:
-        await invoice_rating.rerate_customer(
-            session, account_id=account, customer_id=customer_id, now=datetime.now(UTC)
-        )
-    await publish(ctx["redis"], *customer_channels(account, customer_id))
 
 
 async def sweep_rollups(ctx: dict[str, Any]) -> int:

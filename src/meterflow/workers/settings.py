@@ -1,4 +1,5 @@
-"""arq worker configuration. `meterflow worker` runs it; `meterflow dev` runs it in-process."""
+"""The worker: which jobs it runs and on what schedule. `meterflow worker` runs it; `meterflow
+dev` runs it in-process. arq stays behind meterflow.jobs."""
 
 from __future__ import annotations
 
@@ -6,62 +7,74 @@ import asyncio
 import logging
 from typing import Any
 
-from arq import cron
-from arq.worker import Worker, func
-
 from meterflow.config import Settings
 from meterflow.db import create_engine, create_session_factory
-from meterflow.jobs import DELIVER_JOB, RERATE_JOB, ROLLUP_JOB, JobQueue, redis_settings
+from meterflow.jobs import OUTBOX_JOB, ROLLUP_JOB, JobQueue
+from meterflow.jobs.runner import JobRunner, JobSpec, Schedule, build_runner
 from meterflow.secretbox import SecretBox
-from meterflow.workers.alerts import deliver_alert
+from meterflow.services import outbox
+from meterflow.workers.alerts import deliver_work
 from meterflow.workers.billing import close_billing_periods
-from meterflow.workers.heartbeat import beat_forever, heartbeat
+from meterflow.workers.heartbeat import beat_forever, new_worker_id
+from meterflow.workers.outbox import Handler, run_outbox, sweep_outbox
 from meterflow.workers.rollup import (
+    JOB_TIMEOUT_SECONDS,
     alert_period_ends,
-    rerate_customer,
+    evaluate_work,
+    rerate_work,
     sweep_rollups,
     usage_rollup,
 )
 
-FUNCTIONS: list[Any] = [
-    heartbeat,
-    # keep_result=0 frees the deterministic job id at once, so the next burst can enqueue.
-    func(usage_rollup, name=ROLLUP_JOB, keep_result=0, max_tries=5),
-    func(rerate_customer, name=RERATE_JOB, keep_result=0, max_tries=10),
-    func(deliver_alert, name=DELIVER_JOB, keep_result=0, max_tries=3),
+OUTBOX_HANDLERS: dict[str, Handler] = {
+    outbox.RERATE: rerate_work,
+    outbox.EVALUATE_ALERTS: evaluate_work,
+    outbox.DELIVER_ALERT: deliver_work,
+}
+JOBS = [
+    JobSpec(usage_rollup, ROLLUP_JOB, timeout_seconds=JOB_TIMEOUT_SECONDS),
+    # A batch of deliveries: each HTTP attempt is bounded (a few addresses x 5 s).
+    JobSpec(run_outbox, OUTBOX_JOB, timeout_seconds=120),
 ]
-CRON_JOBS = [
+EVERY_5_SECONDS = frozenset(range(0, 60, 5))
+SCHEDULES = [
     # Ended billing periods move on, current ones open, credits expire: every minute.
-    cron(
+    Schedule(
         close_billing_periods,
-        name="cron:close_billing_periods",
-        second={5},
+        "cron:close_billing_periods",
+        timeout_seconds=300,
+        second=frozenset({5}),
         run_at_startup=True,
-        keep_result=0,
-        unique=True,
     ),
     # Percentage-change alert rules, judged on the period that just ended: hourly.
-    cron(
+    Schedule(
         alert_period_ends,
-        name="cron:alert_period_ends",
-        minute={0},
-        second={15},
-        keep_result=0,
-        unique=True,
+        "cron:alert_period_ends",
+        timeout_seconds=300,
+        minute=frozenset({0}),
+        second=frozenset({15}),
     ),
-    # The safety net behind enqueue-after-commit: every 5 s.
-    cron(
+    # The safety nets behind enqueue-after-commit: rollups past the watermark, outbox work due.
+    Schedule(
         sweep_rollups,
-        name="cron:sweep_rollups",
-        second=set(range(0, 60, 5)),
+        "cron:sweep_rollups",
+        timeout_seconds=60,
+        second=EVERY_5_SECONDS,
         run_at_startup=True,
-        keep_result=0,
-        unique=True,
+    ),
+    Schedule(
+        sweep_outbox,
+        "cron:sweep_outbox",
+        timeout_seconds=60,
+        second=EVERY_5_SECONDS,
+        run_at_startup=True,
     ),
 ]
 
 
-def build_worker(settings: Settings, *, handle_signals: bool = True, burst: bool = False) -> Worker:
+def build_worker(
+    settings: Settings, *, handle_signals: bool = True, burst: bool = False
+) -> JobRunner:
     # httpx logs every request's full URL at INFO: a Slack webhook URL is a credential.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -73,10 +86,13 @@ def build_worker(settings: Settings, *, handle_signals: bool = True, burst: bool
         statement_timeout_ms=settings.worker_statement_timeout_ms,
     )
     jobs = JobQueue(settings.redis_url)
+    worker_id = new_worker_id()
 
     async def on_startup(ctx: dict[str, Any]) -> None:
+        ctx["worker_id"] = worker_id
         ctx["session_factory"] = create_session_factory(engine)
         ctx["jobs"] = jobs
+        ctx["outbox_handlers"] = OUTBOX_HANDLERS
         ctx["rollup_batch_events"] = settings.rollup_batch_events
         ctx["alert_retry_base_seconds"] = settings.alert_retry_base_seconds
         ctx["alert_max_attempts"] = settings.alert_max_attempts
@@ -91,16 +107,13 @@ def build_worker(settings: Settings, *, handle_signals: bool = True, burst: bool
         await jobs.close()
         await engine.dispose()
 
-    return Worker(
-        functions=FUNCTIONS,
-        cron_jobs=CRON_JOBS,
-        redis_settings=redis_settings(settings.redis_url),
+    return build_runner(
+        jobs=JOBS,
+        schedules=SCHEDULES,
+        redis_url=settings.redis_url,
+        worker_id=worker_id,
         on_startup=on_startup,
         on_shutdown=on_shutdown,
         handle_signals=handle_signals,
         burst=burst,
-        keep_result=0,
-        max_jobs=20,
-        # Freshness: a queued rollup starts within ~50 ms, not arq's default 0.5 s.
-        poll_delay=0.05,
     )

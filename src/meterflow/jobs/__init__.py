@@ -1,7 +1,6 @@
-"""The one seam over arq: pools and enqueueing with deterministic ids.
+"""The one seam over arq: enqueueing with deterministic ids here, the worker in `jobs.runner`.
 
-arq is in maintenance mode upstream; keeping every use of it behind this module and `workers/`
-keeps it replaceable.
+arq is in maintenance mode upstream; no other module imports it, which keeps it replaceable.
 """
 
 from __future__ import annotations
@@ -18,8 +17,7 @@ from redis.exceptions import RedisError
 log = logging.getLogger("meterflow.jobs")
 
 ROLLUP_JOB = "usage_rollup"
-RERATE_JOB = "rerate_customer"
-DELIVER_JOB = "deliver_alert"
+OUTBOX_JOB = "run_outbox"
 ENQUEUE_TIMEOUT_SECONDS = 0.5
 BACKOFF_SECONDS = 2.0
 
@@ -35,12 +33,17 @@ def rollup_job_id(account_id: uuid.UUID) -> str:
     return f"rollup:{account_id}"
 
 
+def outbox_job_id(account_id: uuid.UUID, kind: str) -> str:
+    return f"outbox:{account_id}:{kind}"
+
+
 class JobQueue:
     """Enqueues after commit, and never lets Redis trouble fail or slow the caller.
 
-    A job that cannot be enqueued is not lost: the worker's periodic sweep finds every account
-    whose rollup watermark lags and runs it (DESIGN.md §1). While Redis is down, enqueueing is
-    skipped for a couple of seconds at a time instead of paying a timeout on every request.
+    Enqueueing is only ever the fast path: what must happen is already durable in PostgreSQL
+    (events past the rollup watermark; rows of the outbox), and the worker's sweeps enqueue it
+    again (DESIGN.md §1). While Redis is down, enqueueing is skipped for a couple of seconds at a
+    time instead of paying a timeout on every request.
     """
 
     def __init__(self, redis_url: str) -> None:
@@ -55,14 +58,14 @@ class JobQueue:
                 self._pool = await create_pool(redis_settings(self.redis_url, retries=0))
             return self._pool
 
-    async def enqueue_coalesced(self, function: str, job_id: str, *args: object) -> bool:
-        """Enqueue unless a job with this id is already waiting (bursts collapse into one run)."""
+    async def _enqueue(self, function: str, job_id: str, delay: float, *args: object) -> bool:
         if time.monotonic() < self._skip_until:
             return False
         try:
             pool = await asyncio.wait_for(self._connected(), ENQUEUE_TIMEOUT_SECONDS)
             job = await asyncio.wait_for(
-                pool.enqueue_job(function, *args, _job_id=job_id), ENQUEUE_TIMEOUT_SECONDS
+                pool.enqueue_job(function, *args, _job_id=job_id, _defer_by=delay or None),
+                ENQUEUE_TIMEOUT_SECONDS,
             )
         except (RedisError, OSError, TimeoutError) as exc:
             self._skip_until = time.monotonic() + BACKOFF_SECONDS
@@ -72,21 +75,24 @@ class JobQueue:
             return False
         return job is not None
 
+    async def enqueue_coalesced(self, function: str, job_id: str, *args: object) -> bool:
+        """Enqueue unless a job with this id is already waiting (bursts collapse into one run)."""
+        return await self._enqueue(function, job_id, 0.0, *args)
+
     async def enqueue_later(self, function: str, job_id: str, delay: float, *args: object) -> bool:
-        """Run once after `delay` seconds (retries with backoff)."""
-        try:
-            pool = await asyncio.wait_for(self._connected(), ENQUEUE_TIMEOUT_SECONDS)
-            job = await asyncio.wait_for(
-                pool.enqueue_job(function, *args, _job_id=job_id, _defer_by=delay),
-                ENQUEUE_TIMEOUT_SECONDS,
-            )
-        except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("could not enqueue %s (%s)", job_id, type(exc).__name__)
-            return False
-        return job is not None
+        """Run once after `delay` seconds."""
+        return await self._enqueue(function, job_id, delay, *args)
 
     async def request_rollup(self, account_id: uuid.UUID) -> bool:
         return await self.enqueue_coalesced(ROLLUP_JOB, rollup_job_id(account_id), str(account_id))
+
+    async def run_outbox(self, account_id: uuid.UUID, kind: str, *, delay: float = 0.0) -> bool:
+        """Have an account's pending outbox work of one kind done (now, or after `delay`)."""
+        if delay <= 0:
+            job_id = outbox_job_id(account_id, kind)
+        else:  # a retry: its own id, so a run in progress does not swallow it
+            job_id = f"{outbox_job_id(account_id, kind)}:at:{int((time.time() + delay) * 1000)}"
+        return await self._enqueue(OUTBOX_JOB, job_id, delay, str(account_id), kind)
 
     async def close(self) -> None:
         if self._pool is not None:

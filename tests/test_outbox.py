@@ -1,0 +1,83 @@
+"""The outbox service against the real database: coalescing, claiming, completing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from meterflow.db import SessionFactory, unit_of_work
+from meterflow.services import accounts, outbox
+
+
+async def new_account(factory: SessionFactory) -> uuid.UUID:
+    async with unit_of_work(factory) as session:
+        return (await accounts.create_account(session, name="outbox")).id
+
+
+async def add(factory: SessionFactory, account: uuid.UUID, *keys: str) -> None:
+    async with unit_of_work(factory) as session:
+        await outbox.add(
+            session, account_id=account, kind=outbox.RERATE, items={k: {} for k in keys}
+        )
+
+
+async def claim(factory: SessionFactory, account: uuid.UUID, worker: str) -> list[outbox.Work]:
+    async with unit_of_work(factory) as session:
+        return await outbox.claim(
+            session,
+            account_id=account,
+            kind=outbox.RERATE,
+            worker=worker,
+            limit=100,
+            lease_seconds=60,
+        )
+
+
+async def test_many_steps_touching_a_customer_leave_one_pending_rerate(
+    session_factory: SessionFactory,
+) -> None:
+    account = await new_account(session_factory)
+    await asyncio.gather(*(add(session_factory, account, "a", "b") for _ in range(20)))
+    async with session_factory() as session:
+        pending = await outbox.pending(session, account_id=account)
+    assert sorted(w.key for w in pending) == ["a", "b"]
+
+
+async def test_a_claim_is_taken_once_and_work_added_meanwhile_runs_again(
+    session_factory: SessionFactory,
+) -> None:
+    account = await new_account(session_factory)
+    await add(session_factory, account, "a", "b")
+    first = await claim(session_factory, account, "w1")
+    assert sorted(w.key for w in first) == ["a", "b"]
+    assert await claim(session_factory, account, "w2") == []  # leased: not handed out twice
+
+    await add(session_factory, account, "a")  # new usage for "a" while w1 is re-rating it
+    async with unit_of_work(session_factory) as session:
+        await outbox.complete(session, first)
+    again = await claim(session_factory, account, "w2")
+    assert [w.key for w in again] == ["a"]  # "b" is done; "a" runs again, at once
+    async with unit_of_work(session_factory) as session:
+        await outbox.complete(session, again)
+        assert await outbox.pending(session, account_id=account) == []
+
+
+async def test_work_held_by_a_dead_worker_is_due_again(session_factory: SessionFactory) -> None:
+    account = await new_account(session_factory)
+    await add(session_factory, account, "a")
+    assert len(await claim(session_factory, account, "dead")) == 1
+    async with unit_of_work(session_factory) as session:
+        assert await outbox.release_dead_claims(session, live_workers={"alive"}) >= 1
+    assert [w.key for w in await claim(session_factory, account, "alive")] == ["a"]
+
+
+async def test_a_failed_item_waits_for_its_backoff(session_factory: SessionFactory) -> None:
+    account = await new_account(session_factory)
+    await add(session_factory, account, "a")
+    (work,) = await claim(session_factory, account, "w1")
+    async with unit_of_work(session_factory) as session:
+        await outbox.retry(session, work, delay_seconds=0.5, error="boom")
+    assert await claim(session_factory, account, "w1") == []
+    await asyncio.sleep(0.6)
+    (retried,) = await claim(session_factory, account, "w1")
+    assert retried.attempts == 2
