@@ -27,7 +27,10 @@ class EventOutcome(enum.Enum):
 class MeterEventInput:
     meter_api_name: str
     customer_id: str
-    meter_value: float = strawberry.field(description="Finite; stored exactly as a decimal.")
+    meter_value: Decimal = strawberry.field(
+        description="A JSON number or a decimal string, read exactly (9007199254740993 keeps its "
+        "last digit). A value that is not a finite number rejects this event alone."
+    )
     meter_time_in_millis: float = strawberry.field(
         description="Epoch milliseconds (a Float because they exceed 32-bit Int)."
     )

@@ -22,6 +22,7 @@ from meterflow.resolvers.sessions import SessionMutations
 from meterflow.resolvers.usage import UsageQueries
 from meterflow.schema.discovery import AdminOnlySchemaDiscovery, SuggestionHidingExecutor
 from meterflow.schema.input_text import StorableInputText
+from meterflow.schema.scalars import OVERRIDES
 
 log = logging.getLogger("meterflow.graphql")
 
@@ -122,6 +123,7 @@ def build_schema(
             AdminOnlySchemaDiscovery,
         ],
         execution_context_class=SuggestionHidingExecutor,
+        scalar_overrides=OVERRIDES,  # strict DateTime (offset required), exact Decimal
     )
 
 
