@@ -280,6 +280,48 @@ async def test_meter_values_are_exact_from_ingest_to_usage(
     assert values == {"number": BIG, "string": BIG, "tenths": D("0.3"), "long": D(expected["long"])}
 
 
+async def test_the_usage_api_answers_exact_json_numbers(
+    http: httpx.AsyncClient, gql: GraphQLClient, account: TestAccount
+) -> None:
+    """Fed through the Amberflo wire format, which reads numbers exactly: the answer's bytes
+    must carry the same digits (float() wrote 9007199254740992 and 0.30000000000000004)."""
+    await create_meter(gql, "calls")
+    millis = _millis()
+    body = (
+        "["
+        + ", ".join(
+            [
+                _event_json("big", str(BIG), millis),
+                _event_json("tenths", "0.1", millis + 1),
+                _event_json("tenths", "0.2", millis + 2),
+            ]
+        )
+        + "]"
+    )
+    ingested = await http.post("/ingest", content=body, headers={"X-API-KEY": account.admin_key})
+    assert ingested.status_code == 200, ingested.text
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    await _totals(gql, day, lambda t: set(t) == {"big", "tenths"})
+    query = {
+        "meterApiName": "calls",
+        "timeGroupingInterval": "DAY",
+        "timeRange": {
+            "startTimeInSeconds": int(day.timestamp()),
+            "endTimeInSeconds": int((day + timedelta(days=2)).timestamp()),
+        },
+        "groupBy": ["customerId"],
+        "take": {"limit": 10, "isAscending": False},
+    }
+    response = await http.post(
+        "/usage", content=json.dumps(query), headers={"X-API-KEY": account.admin_key}
+    )
+    assert response.status_code == 200, response.text
+    assert b'"groupValue":9007199254740993,' in response.content, response.content
+    assert b'"value":9007199254740993,' in response.content, response.content
+    assert b'"groupValue":0.3,' in response.content, response.content
+    assert b"0.30000000000000004" not in response.content
+
+
 async def test_a_bad_meter_value_rejects_its_event_alone(
     http: httpx.AsyncClient, gql: GraphQLClient, account: TestAccount
 ) -> None:

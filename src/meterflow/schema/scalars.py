@@ -52,7 +52,6 @@ def parse_datetime_literal(node: ValueNode, _variables: Any = None) -> dt.dateti
 
 
 DateTime = scalar(
-    dt.datetime,
     name="DateTime",
     description="An ISO 8601 date-time with a UTC offset (Z or ±hh:mm); one without is refused.",
     serialize=isoformat,
@@ -97,7 +96,6 @@ def parse_decimal_literal(node: ValueNode, _variables: Any = None) -> decimal.De
 
 
 Decimal = scalar(
-    decimal.Decimal,
     name="Decimal",
     description="An exact decimal: a JSON number or a string (money is written as a string at "
     "its currency's minor unit).",
@@ -106,7 +104,7 @@ Decimal = scalar(
     parse_literal=parse_decimal_literal,
 )
 
-OVERRIDES: dict[object, ScalarDefinition | Any] = {
+SCALAR_MAP: dict[object, ScalarDefinition] = {
     dt.datetime: DateTime,
     decimal.Decimal: Decimal,
 }
