@@ -186,7 +186,7 @@ async def test_serverless_gb_seconds_by_cloud_with_prepaid_credits(gql: GraphQLC
         amount: "10", reason: "prepaid", priority: 1}) { __typename
         ... on Wallet { currency balance } } }""")
     )["grantCredits"]
-    assert granted == {"__typename": "Wallet", "currency": "USD", "balance": "10"}
+    assert granted == {"__typename": "Wallet", "currency": "USD", "balance": "10.00"}
 
     used = {"aws": D(0), "gcp": D(0)}
     now = datetime.now(UTC) - timedelta(seconds=5)
@@ -401,7 +401,7 @@ async def test_custom_currency_credits_with_a_ratio(gql: GraphQLClient) -> None:
     assert refused == {"__typename": "ValidationError", "field": "ratio"}
     granted = await gql("""mutation { grantCredits(input: {customerId: "gamer", amount: "1000",
         currency: "CREDITS", ratio: "0.01"}) { ... on Wallet { currency balance } } }""")
-    assert granted["grantCredits"] == {"currency": "CREDITS", "balance": "1000"}
+    assert granted["grantCredits"] == {"currency": "CREDITS", "balance": "1000.00"}
     await ingest(gql, calls("gamer", 200, meter="calls"))
     invoice = await invoice_when(gql, "gamer", lambda i: D(i["subtotal"]) == D("4.58"))
     assert D(invoice["creditsApplied"]) == D("4.58") and D(invoice["total"]) == 0
@@ -419,4 +419,4 @@ async def test_custom_currency_credits_with_a_ratio(gql: GraphQLClient) -> None:
     )
     assert consumed == -458
     usd = (await gql('{ wallet(customerId: "gamer") { currency balance } }'))["wallet"]
-    assert usd == {"currency": "USD", "balance": "0"}
+    assert usd == {"currency": "USD", "balance": "0.00"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from hypothesis import given
@@ -243,7 +244,7 @@ def test_invoice_lines_fees_minimum_and_discounts() -> None:
         minimum_spend=D("150"),
     )
     usage = {"calls": inv.ItemUsage(D("1001")), "gb": inv.ItemUsage(D("3"))}
-    first = inv.price(terms, usage, inv.PeriodFacts(index=0, covered=D("0.5")))
+    first = inv.price(terms, usage, inv.PeriodFacts(index=0, covered=Fraction(1, 2)))
     amounts = {line.name: line.amount for line in first.lines}
     assert amounts["calls"] == D("12.51")  # 12.5125 rounds half up
     assert amounts["gb"] == D("1.00")  # 0.999 rounds to 1.00

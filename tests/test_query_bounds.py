@@ -116,9 +116,15 @@ async def test_a_customer_token_gets_the_same_bounds(gql: GraphQLClient, calls: 
         assert error["extensions"]["code"] == "VALIDATION_ERROR", error
 
 
-async def test_time_without_a_zone_is_utc_not_a_500(gql: GraphQLClient, calls: None) -> None:
+async def test_time_without_a_zone_is_bad_input_not_a_500(gql: GraphQLClient, calls: None) -> None:
+    # Read as UTC or as the server's local time, it could name the wrong hours: refused.
+    error = await usage_error(
+        gql, usage_input("DAY", "2026-01-01T00:00:00", "2026-01-03T00:00:00Z")
+    )
+    assert error["extensions"]["code"] == "BAD_INPUT", error
+    assert "offset" in error["message"], error
     result = await gql(
-        USAGE, {"input": usage_input("DAY", "2026-01-01T00:00:00", "2026-01-03T00:00:00Z")}
+        USAGE, {"input": usage_input("DAY", "2026-01-01T01:00:00+01:00", "2026-01-03T00:00:00Z")}
     )
     assert result["usage"]["intervals"] == [
         "2026-01-01T00:00:00+00:00",
@@ -488,10 +494,12 @@ async def test_a_plan_assignment_outside_the_time_window_is_refused(
     assert (await http.get("/healthz")).status_code == 200
 
 
-async def test_a_plan_assignment_without_a_zone_is_utc(gql: GraphQLClient) -> None:
+async def test_a_plan_assignment_without_a_zone_is_bad_input(gql: GraphQLClient) -> None:
     plan = await active_plan(gql, "MONTH")
-    start = (NOW - timedelta(days=40)).replace(tzinfo=None, day=1, hour=0).isoformat()
-    result = (await gql(ASSIGN, {"p": plan, "t": start}))["assignPricingPlan"]
+    start = (NOW - timedelta(days=40)).replace(day=1, hour=0)
+    errors = await gql.errors(ASSIGN, {"p": plan, "t": start.replace(tzinfo=None).isoformat()})
+    assert errors[0]["extensions"]["code"] == "BAD_INPUT" and "offset" in errors[0]["message"]
+    result = (await gql(ASSIGN, {"p": plan, "t": start.isoformat()}))["assignPricingPlan"]
     assert result["__typename"] == "PlanAssignment", result
 
 
@@ -499,7 +507,13 @@ async def test_credits_expiring_without_a_zone_or_at_the_end_of_time_are_not_a_5
     gql: GraphQLClient,
 ) -> None:
     await active_plan(gql, "MONTH")
-    for expires in ("2999-01-01T00:00:00", "9999-12-31T23:59:59-05:00"):
+    errors = await gql.errors(
+        """mutation($e: DateTime) { grantCredits(input: {customerId: "payer", amount: "5",
+            expiresAt: $e}) { __typename } }""",
+        {"e": "2999-01-01T00:00:00"},
+    )
+    assert errors[0]["extensions"]["code"] == "BAD_INPUT" and "offset" in errors[0]["message"]
+    for expires in ("2999-01-01T00:00:00Z", "9999-12-31T23:59:59-05:00"):
         result = await gql.post(
             """mutation($e: DateTime) { grantCredits(input: {customerId: "payer", amount: "5",
                 expiresAt: $e}) { __typename ... on Error { code message } } }""",

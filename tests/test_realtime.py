@@ -92,7 +92,7 @@ async def test_ingest_then_invoice_updated_arrives(
     async with connect(server, {"apiKey": account.admin_key}) as ws:
         await ws.start(INVOICE_SUB, {"c": "live"})
         first = await ws.data()
-        assert first["invoiceUpdated"]["total"] == "0"  # the current state comes first
+        assert first["invoiceUpdated"]["total"] == "0.00"  # the current state comes first
         await ingest(gql, calls("live", 8))
         update = await until(ws, lambda d: d["invoiceUpdated"]["total"] == "2.00")
         assert update["invoiceUpdated"]["status"] == "OPEN"
@@ -218,11 +218,11 @@ async def test_five_hundred_subscribers_on_one_process(
         nonlocal started
         async with connect(server, {"apiKey": account.admin_key}) as ws:
             await ws.start(WALLET_SUB, {"c": "crowd"})
-            assert (await ws.data(within=60))["walletUpdated"]["balance"] == "0"
+            assert (await ws.data(within=60))["walletUpdated"]["balance"] == "0.00"
             started += 1
             if started == count:
                 ready.set()
-            data = await until(ws, lambda d: d["walletUpdated"]["balance"] != "0", within=60)
+            data = await until(ws, lambda d: d["walletUpdated"]["balance"] != "0.00", within=60)
             received.append(data["walletUpdated"]["balance"])
 
     tasks = [asyncio.create_task(one()) for _ in range(count)]
@@ -230,7 +230,7 @@ async def test_five_hundred_subscribers_on_one_process(
     await gql("""mutation { grantCredits(input: {customerId: "crowd", amount: "25"})
         { __typename } }""")
     await asyncio.wait_for(asyncio.gather(*tasks), 120)
-    assert received == ["25"] * count
+    assert received == ["25.00"] * count
 
 
 async def test_redis_restart_subscribers_recover(
@@ -246,13 +246,13 @@ async def test_redis_restart_subscribers_recover(
             await gql('mutation { createCustomer(input: {customerId: "r"}) { __typename } }')
             async with connect(base, {"apiKey": key}) as ws:
                 await ws.start(WALLET_SUB, {"c": "r"})
-                assert (await ws.data())["walletUpdated"]["balance"] == "0"
+                assert (await ws.data())["walletUpdated"]["balance"] == "0.00"
                 await asyncio.sleep(0.3)
                 await gql(
                     'mutation { grantCredits(input: {customerId: "r", amount: "1"}) '
                     "{ __typename } }"
                 )
-                assert await until(ws, lambda d: d["walletUpdated"]["balance"] == "1")
+                assert await until(ws, lambda d: d["walletUpdated"]["balance"] == "1.00")
 
                 private_redis.kill()  # Redis goes away...
                 # ...a change happens while it is down (its notification is lost)...
@@ -262,12 +262,12 @@ async def test_redis_restart_subscribers_recover(
                 )
                 private_redis.start()  # ...and it comes back.
                 # The broker reconnects and everyone re-reads: the lost change shows up.
-                assert await until(ws, lambda d: d["walletUpdated"]["balance"] == "3", within=20)
+                assert await until(ws, lambda d: d["walletUpdated"]["balance"] == "3.00", within=20)
                 await gql(
                     'mutation { grantCredits(input: {customerId: "r", amount: "4"}) '
                     "{ __typename } }"
                 )
-                assert await until(ws, lambda d: d["walletUpdated"]["balance"] == "7")
+                assert await until(ws, lambda d: d["walletUpdated"]["balance"] == "7.00")
 
 
 async def test_amberflo_session_endpoint(

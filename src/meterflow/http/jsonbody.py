@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from decimal import Decimal
 from itertools import chain, compress, repeat
 from operator import is_
 from typing import Any
@@ -21,6 +23,15 @@ from typing import Any
 import orjson
 
 MAX_DEPTH = 64
+# 16 or more digits in a row (a dot may sit among them): a number a double may not carry.
+LONG_NUMBER = re.compile(rb"\d[\d.]{15,}")
+
+
+class ExactFloat(float):
+    """A JSON fraction a double cannot hold exactly, with the text it was written as."""
+
+    __slots__ = ("text",)
+    text: str
 
 
 class BadJson(ValueError):
@@ -37,9 +48,32 @@ def loads(data: bytes | str, *, what: str = "the body", max_depth: int = MAX_DEP
             raise BadJson(f"{what} is nested deeper than {max_depth} levels") from exc
         else:
             raise _invalid(what, exc) from exc
+    else:
+        if LONG_NUMBER.search(data if isinstance(data, bytes) else data.encode()):
+            value = _exact_numbers(data, what, value)
     if deeper_than(value, max_depth):
         raise BadJson(f"{what} is nested deeper than {max_depth} levels")
     return value
+
+
+def _exact_float(text: str) -> float:
+    number = _finite_float(text)
+    if Decimal(repr(number)) == Decimal(text):
+        return number
+    exact = ExactFloat(number)
+    exact.text = text
+    return exact
+
+
+def _exact_numbers(data: bytes | str, what: str, fast: Any) -> Any:
+    """The body again, numbers exact. Only its depth is at stake: orjson already accepted it
+    (within 1,024 levels), but the stdlib recurses, so a deep body keeps orjson's reading."""
+    if deeper_than(fast, MAX_DEPTH):
+        return fast
+    try:
+        return json.loads(data, parse_constant=_refuse_constant, parse_float=_exact_float)
+    except ValueError as exc:  # e.g. an integer past Python's 4,300-digit int() limit
+        raise _invalid(what, exc) from exc
 
 
 def _invalid(what: str, exc: Exception) -> BadJson:
@@ -62,7 +96,7 @@ def _finite_float(text: str) -> float:
 
 def _with_lone_surrogates(data: bytes | str, what: str) -> Any:
     try:
-        return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
+        return json.loads(data, parse_constant=_refuse_constant, parse_float=_exact_float)
     except RecursionError as exc:
         raise BadJson(f"{what} is nested deeper than {MAX_DEPTH} levels") from exc
     except ValueError as exc:  # includes JSONDecodeError and invalid UTF-8

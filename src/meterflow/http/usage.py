@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -27,6 +28,18 @@ ADDITIVE = {MeterType.SUM, MeterType.COUNT, MeterType.MAX}
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+INT64 = 2**63
+
+
+def number(value: Decimal) -> int | orjson.Fragment:
+    """A Decimal as an exact JSON number (float() would turn 9007199254740993 into
+    9007199254740992 and 0.1 into 0.1000000000000000055...). Integers within 64 bits, the
+    usual case, go to orjson as ints; every other value as its own digits."""
+    if value == value.to_integral_value() and -INT64 <= value < INT64:
+        return int(value)
+    return orjson.Fragment(format(value, "f"))
 
 
 def _seconds(moment: datetime) -> int:
@@ -143,12 +156,12 @@ def render(answer: usage.UsageAnswer, body: dict[str, Any]) -> dict[str, Any]:
         "clientMeters": [
             {
                 "group": {"groupInfo": group.group} if group.group else None,
-                "groupValue": float(group.total),
+                "groupValue": number(group.total),
                 "values": [
                     {
-                        "value": float(point.value),
+                        "value": number(point.value),
                         "secondsSinceEpochUtc": _seconds(point.start),
-                        "percentageFromPrevious": float(point.percentage_from_previous)
+                        "percentageFromPrevious": number(point.percentage_from_previous)
                         if point.percentage_from_previous is not None
                         else 0,
                     }

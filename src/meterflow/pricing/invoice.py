@@ -9,9 +9,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 
 from meterflow.pricing.models import ByDimension, PriceModel
-from meterflow.pricing.money import round_money
+from meterflow.pricing.money import round_exact, round_money
 from meterflow.pricing.rating import (
     DimensionUsage,
     TierCharge,
@@ -79,7 +80,8 @@ class Terms:
 @dataclass(frozen=True)
 class PeriodFacts:
     index: int  # 0 = the assignment's first period
-    covered: Decimal = Decimal(1)  # the share of the period the assignment covers (proration)
+    # The share of the period the assignment covers (proration), exact: a rational number.
+    covered: Fraction = Fraction(1)
 
 
 @dataclass(frozen=True)
@@ -152,8 +154,9 @@ def fee_lines(terms: Terms, period: PeriodFacts) -> list[Line]:
     for fee in terms.fees:
         if not fee.recurring and period.index > 0:
             continue
-        share = period.covered if fee.prorated and period.index == 0 else Decimal(1)
-        lines.append(Line(LineKind.FEE, fee.name, round_money(fee.amount * share, terms.currency)))
+        share = period.covered if fee.prorated and period.index == 0 else Fraction(1)
+        amount = round_exact(Fraction(fee.amount) * share, terms.currency)
+        lines.append(Line(LineKind.FEE, fee.name, amount))
     return lines
 
 

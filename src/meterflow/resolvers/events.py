@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -19,23 +21,50 @@ from meterflow.schema.events import (
     MeterEventFilter,
     MeterEventInput,
 )
+from meterflow.schema.scalars import NotANumber
 from meterflow.services import events, ingestion
 from meterflow.services.pagination import page_size
 
 
+def _value(number: Decimal) -> tuple[Decimal | str, str]:
+    """The event's value for its checks, and its JSON text for the stored payload: a finite
+    number as the exact number it is (orjson cannot write a Decimal), anything else as the
+    string it came as, which the checks reject with its reason."""
+    if isinstance(number, NotANumber):
+        return number.text, json.dumps(number.text)
+    if not number.is_finite():
+        return number, json.dumps(str(number))
+    return number, str(number)
+
+
+def _millis(number: Decimal) -> int | str:
+    """Epoch milliseconds for the checks and the stored payload: a whole number as an int (the
+    common case), anything else as the text it came as, for the checks to reject precisely."""
+    if isinstance(number, NotANumber):
+        return number.text
+    if number.is_finite() and number.adjusted() <= 15 and number == number.to_integral_value():
+        return int(number)
+    return str(number)
+
+
 def _record(event: MeterEventInput) -> ingestion.RawRecord:
+    value, value_text = _value(event.meter_value)
     data: dict[str, Any] = {
         "meterApiName": event.meter_api_name,
         "customerId": event.customer_id,
-        "meterValue": event.meter_value,
-        "meterTimeInMillis": event.meter_time_in_millis,
+        "meterValue": value,
+        "meterTimeInMillis": _millis(event.meter_time_in_millis),
     }
     if event.unique_id is not None:
         data["uniqueId"] = event.unique_id
     if event.dimensions is not None:
         data["dimensions"] = event.dimensions
-    millis = event.meter_time_in_millis
-    raw = {**data, "meterTimeInMillis": int(millis) if float(millis).is_integer() else millis}
+    # The value goes into the text as written: a placeholder no client can guess, replaced once.
+    placeholder = f"meterflow-value-{uuid.uuid4()}"
+    raw = {
+        **data,
+        "meterValue": placeholder,
+    }
     try:
         text = orjson.dumps(raw).decode()
     except orjson.JSONEncodeError:
@@ -44,8 +73,8 @@ def _record(event: MeterEventInput) -> ingestion.RawRecord:
         try:
             text = json.dumps(raw)
         except (ValueError, RecursionError):
-            text = json.dumps({**data, "dimensions": None})  # rejected for its dimensions
-    return ingestion.RawRecord(data, text)
+            text = json.dumps({**raw, "dimensions": None})  # rejected for its dimensions
+    return ingestion.RawRecord(data, text.replace(f'"{placeholder}"', value_text, 1))
 
 
 @strawberry.type

@@ -9,6 +9,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from meterflow import models
+from meterflow.pricing.money import written
 from meterflow.schema.errors import (
     ConflictProblem,
     InvalidTransitionProblem,
@@ -132,15 +133,34 @@ class PricingPlan:
                 )
                 for item, meter in loaded.items
             ],
-            fees=JSON(plan.fees),
-            discounts=JSON(plan.discounts),
-            minimum_spend=plan.minimum_spend,
-            free_tier_amount=plan.free_tier_amount,
+            fees=JSON([{**f, "amount": _money(f["amount"], plan.currency)} for f in plan.fees]),
+            discounts=JSON([_discount_out(d, plan.currency) for d in plan.discounts]),
+            minimum_spend=None
+            if plan.minimum_spend is None
+            else written(plan.minimum_spend, plan.currency),
+            free_tier_amount=None
+            if plan.free_tier_amount is None
+            else written(plan.free_tier_amount, plan.currency),
             grace_period_hours=plan.grace_period_hours,
             is_default=plan.is_default,
             created_at=plan.created_at,
             activated_at=plan.activated_at,
         )
+
+
+def _money(stored: str | None, currency: str) -> str | None:
+    """A money figure of a plan's JSON, written at the currency's minor unit (stored as text)."""
+    return None if stored is None else str(written(Decimal(stored), currency))
+
+
+def _discount_out(discount: dict[str, object], currency: str) -> dict[str, object]:
+    fixed = discount.get("kind") == "FIXED"  # a percentage is a rate, not money
+    value = discount.get("value")
+    return {
+        **discount,
+        "value": _money(str(value), currency) if fixed and value is not None else value,
+        "cap": _money(discount.get("cap"), currency),  # type: ignore[arg-type]
+    }
 
 
 @strawberry.input
@@ -208,6 +228,7 @@ class Invoice:
 
     @classmethod
     def from_model(cls, row: models.Invoice) -> Invoice:
+        currency = row.currency
         return cls(
             id=strawberry.ID(str(row.id)),
             customer_id=row.customer_id,
@@ -224,7 +245,7 @@ class Invoice:
                     dimensions=JSON(line["dimensions"]),
                     units=Decimal(line["units"]),
                     billable_units=Decimal(line["billableUnits"]),
-                    amount=Decimal(line["amount"]),
+                    amount=written(Decimal(line["amount"]), currency),
                     priced=line["priced"],
                     tiers=[
                         InvoiceTier(
@@ -240,12 +261,13 @@ class Invoice:
                 for line in row.lines
             ],
             discounts=[
-                AppliedDiscount(name=d["name"], amount=Decimal(d["amount"])) for d in row.discounts
+                AppliedDiscount(name=d["name"], amount=written(Decimal(d["amount"]), currency))
+                for d in row.discounts
             ],
-            subtotal=Decimal(row.subtotal),
-            discount=Decimal(row.discount),
-            credits_applied=Decimal(row.credits_applied),
-            total=Decimal(row.total),
+            subtotal=written(row.subtotal, currency),
+            discount=written(row.discount, currency),
+            credits_applied=written(row.credits_applied, currency),
+            total=written(row.total, currency),
             updated_at=row.updated_at,
             finalized_at=row.finalized_at,
         )
@@ -323,8 +345,8 @@ class WalletLedgerEntry:
         return cls(
             id=strawberry.ID(str(row.seq)),
             kind=row.kind,
-            amount=Decimal(row.amount),
-            balance_after=line.balance_after,
+            amount=written(row.amount, row.currency),
+            balance_after=written(line.balance_after, row.currency),
             invoice_id=strawberry.ID(str(row.invoice_id)) if row.invoice_id else None,
             invoice_period_start=line.period_start,
             invoice_period_end=line.period_end,
@@ -371,6 +393,9 @@ class Wallet:
         description="Credits left, after what running invoices have drawn down."
     )
     account_id: strawberry.Private[object]
+
+    def __post_init__(self) -> None:
+        self.balance = written(self.balance, self.currency)  # "0.00", not "0"
 
     @strawberry.field(
         description="The statement: grants, consumption per invoice and grant, expiries; oldest "

@@ -74,4 +74,16 @@ class SuggestionHidingExecutor(StrawberryGraphQLCoreExecutionContext):
         context = kwargs["context_value"] if "context_value" in kwargs else args[3]
         if not sees_the_schema(context):
             kwargs["hide_suggestions"] = True
-        return super().build(*args, **kwargs)
+        built = super().build(*args, **kwargs)
+        if isinstance(built, list):  # variables that could not be coerced
+            return [_with_cause_code(error) for error in built]
+        return built
+
+
+def _with_cause_code(error: GraphQLError) -> GraphQLError:
+    """graphql-core rewraps a scalar's refusal of a variable and drops its code (BAD_INPUT)."""
+    cause = error.original_error
+    code = getattr(cause, "extensions", None) or {}
+    if "code" in code and not (error.extensions or {}).get("code"):
+        error.extensions = {**(error.extensions or {}), "code": code["code"]}
+    return error

@@ -27,9 +27,14 @@ class EventOutcome(enum.Enum):
 class MeterEventInput:
     meter_api_name: str
     customer_id: str
-    meter_value: float = strawberry.field(description="Finite; stored exactly as a decimal.")
-    meter_time_in_millis: float = strawberry.field(
-        description="Epoch milliseconds (a Float because they exceed 32-bit Int)."
+    meter_value: Decimal = strawberry.field(
+        description="A JSON number or a decimal string, read exactly (9007199254740993 keeps its "
+        "last digit). A value that is not a finite number rejects this event alone."
+    )
+    meter_time_in_millis: Decimal = strawberry.field(
+        description="Epoch milliseconds: a JSON number or a string (a Decimal, not a Float, so "
+        "that any number, however large, reaches the event's own checks and rejects this event "
+        "alone)."
     )
     unique_id: str | None = strawberry.field(
         default=None, description="Dedup key within the meter; without it the whole record is."

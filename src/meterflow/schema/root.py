@@ -7,6 +7,7 @@ import logging
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
 from meterflow.db import TIMEOUT_MESSAGE, bad_value, is_timeout
@@ -22,6 +23,7 @@ from meterflow.resolvers.sessions import SessionMutations
 from meterflow.resolvers.usage import UsageQueries
 from meterflow.schema.discovery import AdminOnlySchemaDiscovery, SuggestionHidingExecutor
 from meterflow.schema.input_text import StorableInputText
+from meterflow.schema.scalars import SCALAR_MAP
 
 log = logging.getLogger("meterflow.graphql")
 
@@ -122,6 +124,8 @@ def build_schema(
             AdminOnlySchemaDiscovery,
         ],
         execution_context_class=SuggestionHidingExecutor,
+        # Strict DateTime (an offset is required) and exact Decimal, for every field.
+        config=StrawberryConfig(scalar_map=SCALAR_MAP),
     )
 
 

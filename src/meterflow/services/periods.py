@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from fractions import Fraction
 
 from meterflow.models import PeriodInterval
 
@@ -60,9 +60,13 @@ def period_at(
     )
 
 
-def covered_share(period: Period, assignment_start: datetime) -> Decimal:
-    """The share of a period an assignment covers (for prorating its first period's fees)."""
-    begin = max(period.start, assignment_start)
-    whole = (period.end - period.start).total_seconds()
-    part = (period.end - begin).total_seconds()
-    return (Decimal(part) / Decimal(whole)).quantize(Decimal("0.000001"))
+def _microseconds(span: timedelta) -> int:
+    return (span.days * 86_400 + span.seconds) * 1_000_000 + span.microseconds
+
+
+def covered_share(period: Period, assignment_start: datetime) -> Fraction:
+    """The share of a period an assignment covers (for prorating its first period's fees),
+    exact: whole microseconds over whole microseconds. The fee is rounded once, at its line
+    (a share cut to 6 places, or float seconds, can move a $50,000 fee by cents)."""
+    begin = min(max(period.start, assignment_start), period.end)
+    return Fraction(_microseconds(period.end - begin), _microseconds(period.end - period.start))

@@ -24,6 +24,7 @@ from meterflow.models import (
     PricingPlan,
 )
 from meterflow.pricing import invoice as pricing
+from meterflow.pricing import money
 from meterflow.pricing.models import ByDimension, parse_price_model, to_json
 from meterflow.services import validation
 
@@ -89,7 +90,7 @@ class LoadedPlan:
         )
 
 
-def _money(value: Any, field_name: str) -> Decimal:
+def _number(value: Any, field_name: str) -> Decimal:
     try:
         amount = Decimal(str(value))
     except InvalidOperation as exc:
@@ -97,6 +98,11 @@ def _money(value: Any, field_name: str) -> Decimal:
     if not amount.is_finite() or amount < 0:
         raise ValidationError(f"{field_name} must be a non-negative number", field=field_name)
     return amount
+
+
+def _money(value: Any, field_name: str, currency: str) -> Decimal:
+    """An amount of money in the plan's currency: it must fit the currency's minor unit."""
+    return money.checked_amount(_number(value, field_name), currency, field=field_name)
 
 
 async def create_plan(
@@ -131,17 +137,17 @@ async def create_plan(
         fees=[
             {
                 "name": validation.required_text(f.name, field="fees.name", max_length=200),
-                "amount": str(_money(f.amount, "fees.amount")),
+                "amount": str(_money(f.amount, "fees.amount", currency)),
                 "recurring": f.recurring,
                 "prorated": f.prorated,
             }
             for f in spec.fees
         ],
-        discounts=[_discount_json(d, set(names)) for d in spec.discounts],
-        minimum_spend=_money(spec.minimum_spend, "minimumSpend")
+        discounts=[_discount_json(d, set(names), currency) for d in spec.discounts],
+        minimum_spend=_money(spec.minimum_spend, "minimumSpend", currency)
         if spec.minimum_spend is not None
         else None,
-        free_tier_amount=_money(spec.free_tier_amount, "freeTierAmount")
+        free_tier_amount=_money(spec.free_tier_amount, "freeTierAmount", currency)
         if spec.free_tier_amount is not None
         else None,
         grace_period_hours=spec.grace_period_hours,
@@ -179,7 +185,7 @@ async def create_plan(
             meter_id=meter.id,
             position=position,
             price_model=to_json(model),
-            included_units=_money(item.included_units, f"{where}.includedUnits"),
+            included_units=_number(item.included_units, f"{where}.includedUnits"),
         )
         session.add(row)
         loaded.items.append((row, meter))
@@ -189,10 +195,15 @@ async def create_plan(
     return loaded
 
 
-def _discount_json(discount: pricing.Discount, meters: set[str]) -> dict[str, Any]:
-    value = _money(discount.value, "discounts.value")
-    if discount.kind is pricing.DiscountKind.PERCENT and not 0 < value <= 100:
-        raise ValidationError("a percentage discount is between 0 and 100", field="discounts.value")
+def _discount_json(discount: pricing.Discount, meters: set[str], currency: str) -> dict[str, Any]:
+    if discount.kind is pricing.DiscountKind.PERCENT:  # a rate, not an amount of money
+        value = _number(discount.value, "discounts.value")
+        if not 0 < value <= 100:
+            raise ValidationError(
+                "a percentage discount is between 0 and 100", field="discounts.value"
+            )
+    else:
+        value = _money(discount.value, "discounts.value", currency)
     if discount.meter_api_name is not None and discount.meter_api_name not in meters:
         raise ValidationError(
             f"discount {discount.name!r} names meter "
@@ -207,7 +218,9 @@ def _discount_json(discount: pricing.Discount, meters: set[str]) -> dict[str, An
         "value": str(value),
         "meterApiName": discount.meter_api_name,
         "periods": discount.periods,
-        "cap": str(_money(discount.cap, "discounts.cap")) if discount.cap is not None else None,
+        "cap": str(_money(discount.cap, "discounts.cap", currency))
+        if discount.cap is not None
+        else None,
     }
 
 

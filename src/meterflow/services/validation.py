@@ -31,9 +31,14 @@ LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 def utc_time(
     value: datetime, *, field: str, earliest: datetime = EARLIEST, latest: datetime = LATEST
 ) -> datetime:
-    """A client's time in UTC (a time without a zone is UTC), between earliest and latest."""
+    """A client's time in UTC, between earliest and latest. A time without a UTC offset is
+    refused: read as UTC or as the server's local time, it could bill the wrong hours."""
+    if value.utcoffset() is None:
+        raise ValidationError(
+            f"{field} has no UTC offset: a date-time needs one (e.g. Z or +01:00)", field=field
+        )
     try:
-        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        moment = value.astimezone(UTC)
         inside = earliest <= moment <= latest
     except OverflowError:  # 0001-01-01T00:00+05:00 has no UTC datetime
         inside = False

@@ -26,13 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from meterflow.errors import NotFoundError, ValidationError
-from meterflow.models import (
-    CreditAllocation,
-    CreditGrant,
-    LedgerKind,
-    WalletLedgerEntry,
+from meterflow.models import CreditAllocation, CreditGrant, LedgerKind, WalletLedgerEntry
+from meterflow.pricing.money import (
+    CUSTOM_UNIT_PLACES,
+    checked_amount,
+    checked_units,
+    quantum,
 )
-from meterflow.pricing.money import quantum
 from meterflow.services import customers
 from meterflow.services.validation import utc_time
 
@@ -190,6 +190,12 @@ async def grant(
         )
     if ratio is not None and (not ratio.is_finite() or ratio <= 0):
         raise ValidationError("ratio must be positive", field="ratio")
+    if unit == money:  # money: whole minor units (9.995 USD is not an amount)
+        amount = checked_amount(amount, unit, field="amount")
+    else:  # a custom currency counts units to the precision its conversion keeps
+        amount = checked_units(
+            amount, CUSTOM_UNIT_PLACES, what=f"credits in {unit}", field="amount"
+        )
     if expires_at is not None:
         expires_at = utc_time(expires_at, field="expiresAt")
     if expires_at is not None and expires_at <= now:
@@ -224,6 +230,9 @@ async def grant(
         now=now,
         grant_id=row.id,
     )
+    # Sessions do not autoflush: a draw later in this transaction (grantCredits re-rates the
+    # open invoice at once) must see the new grant.
+    await session.flush()
     return row
 
 
