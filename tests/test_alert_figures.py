@@ -193,7 +193,7 @@ async def test_balance_rules_read_the_wallet_in_their_currency(session_factory: 
     assert (credits.value, credits.currency) == (Decimal(300), "CREDITS")
     assert "300.00 CREDITS, below 500.00 CREDITS" in credits.message
     data = envelope(eur, rules[eur.rule_id])["data"]
-    assert (data["value"], data["currency"]) == ("4", "EUR")
+    assert (data["value"], data["currency"]) == ("4.00", "EUR")  # money at its minor unit
     assert rules[eur.rule_id].currency == "EUR"
 
 

@@ -234,7 +234,7 @@ async def test_expired_token_socket_closes_and_answers_nothing(
     expires_at = datetime.fromisoformat(issued["expiresAt"]).timestamp()
     async with connect(server, {"token": issued["token"]}) as ws:
         await ws.start(WALLET_SUB, {"c": "brief"})
-        assert (await ws.data())["walletUpdated"]["balance"] == "0"
+        assert (await ws.data())["walletUpdated"]["balance"] == "0.00"
         await asyncio.sleep(max(0.0, expires_at - time.time()) + 0.05)
         await send_quietly(ws, '{ customer(customerId: "brief") { customerId } }', {})
         close, received = await closed(ws, CLOSE_WITHIN)
@@ -249,7 +249,7 @@ async def test_expired_token_socket_closes_by_itself(server: str, gql: GraphQLCl
     token = await session_token(gql, "idle", seconds=2)
     async with connect(server, {"token": token}) as ws:
         await ws.start(WALLET_SUB, {"c": "idle"})
-        assert (await ws.data())["walletUpdated"]["balance"] == "0"
+        assert (await ws.data())["walletUpdated"]["balance"] == "0.00"
         opened = time.monotonic()
         close, received = await closed(ws, 2 + CLOSE_WITHIN)
     assert (close.code, close.reason) == (4403, "session token expired")
