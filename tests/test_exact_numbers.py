@@ -327,13 +327,13 @@ async def test_a_bad_meter_value_rejects_its_event_alone(
 ) -> None:
     await create_meter(gql, "calls")
     millis = _millis()
-    values = ['"2.5"', '"NaN"', '"Infinity"', '"-Infinity"', '"1e400"', '"lots"', "7"]
+    values = ['"2.5"', '"NaN"', '"Infinity"', '"-Infinity"', '"1e400"', '"lots"', "7", "1e-400"]
     report = await _ingest_raw(
         http,
         account.admin_key,
         "[" + ", ".join(_event_json("c", v, millis + i) for i, v in enumerate(values)) + "]",
     )
-    assert (report["accepted"], report["rejected"]) == (2, 5), report
+    assert (report["accepted"], report["rejected"]) == (2, 6), report
     codes = [(o["status"], o["code"]) for o in report["outcomes"]]
     assert codes == [
         ("ACCEPTED", None),
@@ -343,6 +343,7 @@ async def test_a_bad_meter_value_rejects_its_event_alone(
         ("REJECTED", "INVALID_VALUE"),
         ("REJECTED", "INVALID_VALUE"),
         ("ACCEPTED", None),
+        ("REJECTED", "INVALID_VALUE"),  # a JSON number a double would flush to 0, read exactly
     ]
     assert "'lots' is not a number" in report["outcomes"][5]["message"]
     # Existing clients sending plain JSON numbers through a typed client keep working.

@@ -23,8 +23,10 @@ from typing import Any
 import orjson
 
 MAX_DEPTH = 64
-# 16 or more digits in a row (a dot may sit among them): a number a double may not carry.
-LONG_NUMBER = re.compile(rb"\d[\d.]{15,}")
+# Numbers a double may not carry: 16 or more digits in a row (a dot may sit among them), or an
+# exponent (1e-400 would arrive as 0, 1e22 rounded). Anything else a double holds exactly enough
+# to give back the digits sent.
+LONG_NUMBER = re.compile(rb"\d[\d.]{15,}|\d[eE][-+]?\d")
 
 
 class ExactFloat(float):
