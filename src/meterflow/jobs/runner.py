@@ -157,6 +157,7 @@ class JobRunner(Worker):
             await self.pool.close(close_connection_pool=True)
         self._pool = None
 
+
 def build_runner(
     *,
     jobs: list[JobSpec],
