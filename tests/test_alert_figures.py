@@ -24,25 +24,20 @@ from meterflow.db import unit_of_work
 from meterflow.errors import ValidationError
 from meterflow.jobs import JobQueue
 from meterflow.migrations import upgrade
-from meterflow.models import MeterType, PeriodInterval
 from meterflow.secretbox import SecretBox
 from meterflow.services import (
     accounts,
     alerts,
-    assignments,
     customers,
     ingestion,
     invoice_rating,
-    meters,
-    plans,
     rollups,
     wallets,
 )
-from meterflow.services.meters import MeterSpec
-from meterflow.services.plans import ItemSpec, PlanSpec
 from meterflow.services.timebuckets import Grouping, floor
 from meterflow.workers import rollup
 from meterflow.workers.alerts import envelope
+from tests.billing_setup import per_unit_account, put_on_plan
 from tests.client import GraphQLClient
 from tests.conftest import TEST_SECRET_KEY, _admin_execute
 from tests.services import TestServices
@@ -61,37 +56,18 @@ async def _account_on_plan(
 ) -> uuid.UUID:
     """An account with meter `calls` billed monthly at 1.00 per call in `currency`."""
     async with unit_of_work(factory) as session:
-        account = await accounts.create_account(session, name="alert figures")
-        await meters.create_meter(
-            session,
-            account_id=account.id,
-            meter_api_name="calls",
-            spec=MeterSpec("calls", MeterType.SUM),
+        account_id, plan_id = await per_unit_account(
+            session, name="alert figures", unit_price="1", currency=currency, now=start
         )
-        plan = await plans.create_plan(
+        await put_on_plan(
             session,
-            account_id=account.id,
-            spec=PlanSpec(
-                name="p",
-                currency=currency,
-                interval=PeriodInterval.MONTH,
-                items=(ItemSpec("calls", {"type": "per_unit", "unitPrice": "1"}),),
-            ),
+            account_id=account_id,
+            plan_id=plan_id,
+            customer_ids=customer_ids,
+            start=start,
+            now=start,
         )
-        await plans.activate_plan(session, account_id=account.id, plan_id=plan.plan.id, now=start)
-        for customer in customer_ids:
-            await customers.create_customer(
-                session, account_id=account.id, customer_id=customer, now=start
-            )
-            await assignments.assign_plan(
-                session,
-                account_id=account.id,
-                customer_id=customer,
-                plan_id=plan.plan.id,
-                start_time=start,
-                now=start,
-            )
-    return account.id
+    return account_id
 
 
 async def _rule(factory: Any, account_id: uuid.UUID, **spec: Any) -> None:

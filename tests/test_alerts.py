@@ -336,56 +336,32 @@ async def test_cost_and_balance_rules(session_factory: Any) -> None:
     from decimal import Decimal
 
     from meterflow.db import unit_of_work
-    from meterflow.models import MeterType, PeriodInterval
     from meterflow.secretbox import SecretBox
     from meterflow.services import (
-        accounts,
         alerts,
-        assignments,
-        customers,
         ingestion,
         invoice_rating,
-        meters,
-        plans,
         rollups,
         wallets,
     )
-    from meterflow.services.meters import MeterSpec
-    from meterflow.services.plans import ItemSpec, PlanSpec
+    from tests.billing_setup import per_unit_account, put_on_plan
 
     now = datetime.now(UTC)
     async with unit_of_work(session_factory) as session:
-        account = await accounts.create_account(session, name="cost")
-        await meters.create_meter(
-            session,
-            account_id=account.id,
-            meter_api_name="calls",
-            spec=MeterSpec("calls", MeterType.SUM),
+        account_id, plan_id = await per_unit_account(
+            session, name="cost", unit_price="0.5", now=now
         )
-        plan = await plans.create_plan(
+        await put_on_plan(
             session,
-            account_id=account.id,
-            spec=PlanSpec(
-                name="p",
-                interval=PeriodInterval.MONTH,
-                items=(ItemSpec("calls", {"type": "per_unit", "unitPrice": "0.5"}),),
-            ),
-        )
-        await plans.activate_plan(session, account_id=account.id, plan_id=plan.plan.id, now=now)
-        await customers.create_customer(
-            session, account_id=account.id, customer_id="spender", now=now
-        )
-        await assignments.assign_plan(
-            session,
-            account_id=account.id,
-            customer_id="spender",
-            plan_id=plan.plan.id,
-            start_time=None,
+            account_id=account_id,
+            plan_id=plan_id,
+            customer_ids=["spender"],
+            start=None,
             now=now,
         )
         await wallets.grant(
             session,
-            account_id=account.id,
+            account_id=account_id,
             customer_id="spender",
             amount=Decimal(2),
             currency="USD",
@@ -401,7 +377,7 @@ async def test_cost_and_balance_rules(session_factory: Any) -> None:
         ):
             await alerts.create_rule(
                 session,
-                account_id=account.id,
+                account_id=account_id,
                 spec=alerts.RuleSpec(
                     name=name,
                     subject=subject,
@@ -426,18 +402,18 @@ async def test_cost_and_balance_rules(session_factory: Any) -> None:
         )
     ]
     async with unit_of_work(session_factory) as session:
-        await ingestion.ingest(session, account_id=account.id, records=records, now=now)
+        await ingestion.ingest(session, account_id=account_id, records=records, now=now)
     async with unit_of_work(session_factory) as session:
-        await rollups.rollup_account(session, account_id=account.id)
+        await rollups.rollup_account(session, account_id=account_id)
         await invoice_rating.rerate_customers(
-            session, account_id=account.id, customer_ids=["spender"], now=datetime.now(UTC)
+            session, account_id=account_id, customer_ids=["spender"], now=datetime.now(UTC)
         )
     async with unit_of_work(session_factory) as session:
         fired = await alerts.evaluate(
-            session, account_id=account.id, customers=["spender"], now=datetime.now(UTC)
+            session, account_id=account_id, customers=["spender"], now=datetime.now(UTC)
         )
         again = await alerts.evaluate(
-            session, account_id=account.id, customers=["spender"], now=datetime.now(UTC)
+            session, account_id=account_id, customers=["spender"], now=datetime.now(UTC)
         )
     # By hand: 6 calls at 0.50 = 3.00 of cost (over 2.50); 2.00 of credits all drawn: 0 < 1.
     assert sorted((e.value, e.message.split(":")[0]) for e in fired) == [

@@ -16,20 +16,14 @@ from sqlalchemy import select, text
 from sqlmodel import col
 
 from meterflow.db import SessionFactory, unit_of_work
-from meterflow.models import Invoice, InvoiceStatus, MeterType, PeriodInterval
+from meterflow.models import Invoice, InvoiceStatus, PeriodInterval
 from meterflow.services import (
-    accounts,
-    assignments,
-    customers,
     ingestion,
     invoice_rating,
-    meters,
     period_close,
-    plans,
 )
-from meterflow.services.meters import MeterSpec
-from meterflow.services.plans import ItemSpec, PlanSpec
 from meterflow.workers.billing import close_billing_periods
+from tests.billing_setup import per_unit_account, put_on_plan
 
 UNIT_PRICE = "0.10"
 
@@ -46,40 +40,27 @@ async def billed_account(
     now = datetime.now(UTC)
     yesterday = midnight(now) - timedelta(days=1)
     async with unit_of_work(factory) as session:
-        account = await accounts.create_account(session, name="close")
-        await meters.create_meter(
+        account_id, plan_id = await per_unit_account(
             session,
-            account_id=account.id,
-            meter_api_name="calls",
-            spec=MeterSpec("calls", MeterType.SUM),
+            name="close",
+            unit_price=UNIT_PRICE,
+            interval=PeriodInterval.DAY,
+            grace_hours=grace_hours,
+            now=now,
         )
-        plan = await plans.create_plan(
+        await put_on_plan(
             session,
-            account_id=account.id,
-            spec=PlanSpec(
-                name="daily",
-                interval=PeriodInterval.DAY,
-                grace_period_hours=grace_hours,
-                items=(ItemSpec("calls", {"type": "per_unit", "unitPrice": UNIT_PRICE}),),
-            ),
+            account_id=account_id,
+            plan_id=plan_id,
+            customer_ids=customer_ids,
+            start=yesterday,
+            now=now,
         )
-        await plans.activate_plan(session, account_id=account.id, plan_id=plan.plan.id, now=now)
         for customer_id in customer_ids:
-            await customers.create_customer(
-                session, account_id=account.id, customer_id=customer_id, now=now
-            )
-            await assignments.assign_plan(
-                session,
-                account_id=account.id,
-                customer_id=customer_id,
-                plan_id=plan.plan.id,
-                start_time=yesterday,
-                now=now,
-            )
             await invoice_rating.rerate_customer(
-                session, account_id=account.id, customer_id=customer_id, now=now
+                session, account_id=account_id, customer_id=customer_id, now=now
             )
-    return account.id
+    return account_id
 
 
 async def commit_events(

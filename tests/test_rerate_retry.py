@@ -18,12 +18,11 @@ from sqlmodel import col
 
 from meterflow.db import SessionFactory, unit_of_work
 from meterflow.jobs import JobQueue
-from meterflow.models import AlertEvent, Invoice, MeterType, PeriodInterval
-from meterflow.services import accounts, alerts, ingestion, invoice_rating, meters, plans
-from meterflow.services.meters import MeterSpec
-from meterflow.services.plans import ItemSpec, PlanSpec
+from meterflow.models import AlertEvent, Invoice
+from meterflow.services import alerts, ingestion, invoice_rating
 from meterflow.workers import rollup
 from meterflow.workers.settings import OUTBOX_HANDLERS
+from tests.billing_setup import per_unit_account
 
 
 async def billed_account(
@@ -37,25 +36,8 @@ async def billed_account(
     rule "any usage today" (to `webhook`, if given), and (`with_event`) one event of 4 units for
     customer r1."""
     async with unit_of_work(factory) as session:
-        account = await accounts.create_account(session, name="retry")
-        await meters.create_meter(
-            session,
-            account_id=account.id,
-            meter_api_name="calls",
-            spec=MeterSpec("calls", MeterType.SUM),
-        )
-        plan = await plans.create_plan(
-            session,
-            account_id=account.id,
-            spec=PlanSpec(
-                name="p",
-                interval=PeriodInterval.MONTH,
-                is_default=True,
-                items=(ItemSpec("calls", {"type": "per_unit", "unitPrice": "0.5"}),),
-            ),
-        )
-        await plans.activate_plan(
-            session, account_id=account.id, plan_id=plan.plan.id, now=datetime.now(UTC)
+        account_id, _ = await per_unit_account(
+            session, name="retry", unit_price="0.5", is_default=True, now=datetime.now(UTC)
         )
         if alert_rule:
             from meterflow.secretbox import SecretBox
@@ -63,7 +45,7 @@ async def billed_account(
 
             await alerts.create_rule(
                 session,
-                account_id=account.id,
+                account_id=account_id,
                 spec=alerts.RuleSpec(
                     name="any use",
                     subject="USAGE",
@@ -78,8 +60,8 @@ async def billed_account(
                 box=SecretBox.from_keys((TEST_SECRET_KEY,)),
             )
     if with_event:
-        await ingest_event(factory, account.id)
-    return account.id
+        await ingest_event(factory, account_id)
+    return account_id
 
 
 async def ingest_event(factory: SessionFactory, account: uuid.UUID) -> None:

@@ -16,23 +16,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from meterflow.db import SessionFactory, unit_of_work
-from meterflow.models import Invoice, LedgerKind, MeterType, PeriodInterval, WalletLedgerEntry
-from meterflow.pricing.invoice import Fee
+from meterflow.models import Invoice, LedgerKind, PeriodInterval, WalletLedgerEntry
 from meterflow.services import (
-    accounts,
     assignments,
     customers,
     ingestion,
     invoice_rating,
-    meters,
     plans,
     rollups,
     wallet_statement,
     wallets,
 )
-from meterflow.services.meters import MeterSpec
 from meterflow.services.periods import floor_interval
-from meterflow.services.plans import ItemSpec, PlanSpec
+from tests.billing_setup import per_unit_account
 
 D = Decimal
 CENT = D("0.01")
@@ -49,27 +45,12 @@ async def _setup(
     session_factory: SessionFactory, now: datetime, *, fee: Decimal | None = None
 ) -> Setup:
     async with unit_of_work(session_factory) as session:
-        account = await accounts.create_account(session, name="statement")
-        await meters.create_meter(
-            session,
-            account_id=account.id,
-            meter_api_name="calls",
-            spec=MeterSpec("calls", MeterType.SUM),
+        account_id, _ = await per_unit_account(
+            session, name="statement", unit_price=str(PRICE), is_default=True, fee=fee, now=now
         )
-        plan = await plans.create_plan(
-            session,
-            account_id=account.id,
-            spec=PlanSpec(
-                name="p",
-                interval=PeriodInterval.MONTH,
-                is_default=True,
-                items=(ItemSpec("calls", {"type": "per_unit", "unitPrice": str(PRICE)}),),
-                fees=(Fee("platform", fee),) if fee is not None else (),
-            ),
-        )
-        await plans.activate_plan(session, account_id=account.id, plan_id=plan.plan.id, now=now)
-        await customers.create_customer(session, account_id=account.id, customer_id="c", now=now)
-    return Setup(account.id, "c")
+        # The default plan: the customer joins it as it is created.
+        await customers.create_customer(session, account_id=account_id, customer_id="c", now=now)
+    return Setup(account_id, "c")
 
 
 async def _grant(
