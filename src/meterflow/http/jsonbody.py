@@ -23,10 +23,12 @@ from typing import Any
 import orjson
 
 MAX_DEPTH = 64
-# Numbers a double may not carry: 16 or more digits in a row (a dot may sit among them), or an
-# exponent (1e-400 would arrive as 0, 1e22 rounded). Anything else a double holds exactly enough
-# to give back the digits sent.
-LONG_NUMBER = re.compile(rb"\d[\d.]{15,}|\d[eE][-+]?\d")
+# Numbers a double may not carry: 16 or more digits in a row (a dot may sit among them), or a
+# number token with an exponent (1e-400 would arrive as 0, 1e22 rounded). The exponent must
+# follow `:`, `,` or `[` so that hex ids ("4e3f...", in most uuids) do not send every ingest
+# body down the slow exact path. Anything else a double holds exactly enough to give back the
+# digits sent.
+LONG_NUMBER = re.compile(rb"\d[\d.]{15,}|[:,\[]\s*-?[\d.]+[eE][-+]?\d")
 
 
 class ExactFloat(float):

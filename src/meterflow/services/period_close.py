@@ -31,9 +31,9 @@ from meterflow.services.invoice_lifecycle import CloseReport
 log = logging.getLogger("meterflow.services.period_close")
 
 SessionFactory = async_sessionmaker[AsyncSession]
-# Told which customers a catch-up rolled up, so the work its steps recorded in the outbox (their
+# Told which account a catch-up rolled up, so the work its steps recorded in the outbox (their
 # re-rates and alert evaluations) can start at once rather than at the next sweep.
-AfterCatchUp = Callable[[uuid.UUID, list[str]], Awaitable[None]]
+AfterCatchUp = Callable[[uuid.UUID], Awaitable[None]]
 
 # How long the gate waits for in-flight transactions before leaving the account for next round.
 DEFAULT_WAIT_SECONDS = 10.0
@@ -109,7 +109,7 @@ async def close_account(
         caught = await catch_up(session_factory, account_id=account_id, wait_seconds=wait_seconds)
         if caught.touched and after_catch_up is not None:
             try:
-                await after_catch_up(account_id, sorted(caught.touched))
+                await after_catch_up(account_id)
             except Exception:  # the work is in the outbox, committed with the usage: swept later
                 log.exception("close: account %s: follow-up of the catch-up failed", account_id)
         if not caught.caught_up:

@@ -16,7 +16,7 @@ log = logging.getLogger("meterflow.workers.billing")
 async def close_billing_periods(ctx: dict[str, Any]) -> int:
     """Finalize ended periods, open current ones, expire credits. Idempotent."""
 
-    async def after_catch_up(account: uuid.UUID, customers: list[str]) -> None:
+    async def after_catch_up(account: uuid.UUID) -> None:
         # The close rolled usage up itself, recording the re-rates and alert evaluations it
         # causes in the outbox: do them now, as the rollup job would.
         await run_caused_work(ctx, account)
