@@ -464,3 +464,83 @@ def test_upgrading_gives_balance_rules_the_usd_wallet_they_read(
         ]
     finally:
         asyncio.run(_admin_execute(admin, drop))
+
+
+async def test_cost_and_balance_rules(session_factory: Any) -> None:
+    """COST is the running invoice before credits; BALANCE the prepaid credits left.
+    Service-level, so it lives in this module: no live worker here races it to the evaluation."""
+    now = datetime.now(UTC)
+    async with unit_of_work(session_factory) as session:
+        account_id, plan_id = await per_unit_account(
+            session, name="cost", unit_price="0.5", now=now
+        )
+        await put_on_plan(
+            session,
+            account_id=account_id,
+            plan_id=plan_id,
+            customer_ids=["spender"],
+            start=None,
+            now=now,
+        )
+        await wallets.grant(
+            session,
+            account_id=account_id,
+            customer_id="spender",
+            amount=Decimal(2),
+            currency="USD",
+            priority=1,
+            expires_at=None,
+            reason=None,
+            purchased=True,
+            now=now,
+        )
+        for name, subject, condition, threshold in (
+            ("spend over 2.50", "COST", "GREATER_THAN", "2.50"),
+            ("credits under 1", "BALANCE", "LESS_THAN", "1"),
+        ):
+            await alerts.create_rule(
+                session,
+                account_id=account_id,
+                spec=alerts.RuleSpec(
+                    name=name,
+                    subject=subject,
+                    condition=condition,
+                    threshold=Decimal(threshold),
+                    range="MONTH",
+                    customer_id="spender",
+                ),
+                now=now,
+                box=BOX,
+            )
+    records = [
+        ingestion.RawRecord(d, json.dumps(d))
+        for d in (
+            {
+                "meterApiName": "calls",
+                "customerId": "spender",
+                "meterValue": 6,
+                "uniqueId": "x",
+                "meterTimeInMillis": int((now - timedelta(seconds=5)).timestamp() * 1000),
+            },
+        )
+    ]
+    async with unit_of_work(session_factory) as session:
+        await ingestion.ingest(session, account_id=account_id, records=records, now=now)
+    async with unit_of_work(session_factory) as session:
+        await rollups.rollup_account(session, account_id=account_id)
+        await invoice_rating.rerate_customers(
+            session, account_id=account_id, customer_ids=["spender"], now=datetime.now(UTC)
+        )
+    async with unit_of_work(session_factory) as session:
+        fired = await alerts.evaluate(
+            session, account_id=account_id, customers=["spender"], now=datetime.now(UTC)
+        )
+        again = await alerts.evaluate(
+            session, account_id=account_id, customers=["spender"], now=datetime.now(UTC)
+        )
+    # By hand: 6 calls at 0.50 = 3.00 of cost (over 2.50); 2.00 of credits all drawn: 0 < 1.
+    assert sorted((e.value, e.message.split(":")[0]) for e in fired) == [
+        (Decimal(0), "credits under 1"),
+        (Decimal("3.00"), "spend over 2.50"),
+    ]
+    assert again == []

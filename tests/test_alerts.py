@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from meterflow.jobs import JobQueue
 from meterflow.workers import rollup
 from tests.client import GraphQLClient, TestAccount
-from tests.conftest import ROOT, TEST_SECRET_KEY, free_port
+from tests.conftest import ROOT, free_port
 from tests.helpers import create_meter, ingest
 from tests.ws import connect
 
@@ -329,95 +329,3 @@ async def test_undefined_meters_and_customers_are_noticed(gql: GraphQLClient) ->
         ("UNDEFINED_CUSTOMER", "ghost", 1),
         ("UNDEFINED_METER", "usage-hour", 3),
     ]
-
-
-async def test_cost_and_balance_rules(session_factory: Any) -> None:
-    """COST is the running invoice before credits; BALANCE the prepaid credits left."""
-    from decimal import Decimal
-
-    from meterflow.db import unit_of_work
-    from meterflow.secretbox import SecretBox
-    from meterflow.services import (
-        alerts,
-        ingestion,
-        invoice_rating,
-        rollups,
-        wallets,
-    )
-    from tests.billing_setup import per_unit_account, put_on_plan
-
-    now = datetime.now(UTC)
-    async with unit_of_work(session_factory) as session:
-        account_id, plan_id = await per_unit_account(
-            session, name="cost", unit_price="0.5", now=now
-        )
-        await put_on_plan(
-            session,
-            account_id=account_id,
-            plan_id=plan_id,
-            customer_ids=["spender"],
-            start=None,
-            now=now,
-        )
-        await wallets.grant(
-            session,
-            account_id=account_id,
-            customer_id="spender",
-            amount=Decimal(2),
-            currency="USD",
-            priority=1,
-            expires_at=None,
-            reason=None,
-            purchased=True,
-            now=now,
-        )
-        for name, subject, condition, threshold in (
-            ("spend over 2.50", "COST", "GREATER_THAN", "2.50"),
-            ("credits under 1", "BALANCE", "LESS_THAN", "1"),
-        ):
-            await alerts.create_rule(
-                session,
-                account_id=account_id,
-                spec=alerts.RuleSpec(
-                    name=name,
-                    subject=subject,
-                    condition=condition,
-                    threshold=Decimal(threshold),
-                    range="MONTH",
-                    customer_id="spender",
-                ),
-                now=now,
-                box=SecretBox(TEST_SECRET_KEY),
-            )
-    records = [
-        ingestion.RawRecord(d, json.dumps(d))
-        for d in (
-            {
-                "meterApiName": "calls",
-                "customerId": "spender",
-                "meterValue": 6,
-                "uniqueId": "x",
-                "meterTimeInMillis": int((now - timedelta(seconds=5)).timestamp() * 1000),
-            },
-        )
-    ]
-    async with unit_of_work(session_factory) as session:
-        await ingestion.ingest(session, account_id=account_id, records=records, now=now)
-    async with unit_of_work(session_factory) as session:
-        await rollups.rollup_account(session, account_id=account_id)
-        await invoice_rating.rerate_customers(
-            session, account_id=account_id, customer_ids=["spender"], now=datetime.now(UTC)
-        )
-    async with unit_of_work(session_factory) as session:
-        fired = await alerts.evaluate(
-            session, account_id=account_id, customers=["spender"], now=datetime.now(UTC)
-        )
-        again = await alerts.evaluate(
-            session, account_id=account_id, customers=["spender"], now=datetime.now(UTC)
-        )
-    # By hand: 6 calls at 0.50 = 3.00 of cost (over 2.50); 2.00 of credits all drawn: 0 < 1.
-    assert sorted((e.value, e.message.split(":")[0]) for e in fired) == [
-        (Decimal(0), "credits under 1"),
-        (Decimal("3.00"), "spend over 2.50"),
-    ]
-    assert again == []
