@@ -25,6 +25,7 @@ from meterflow.http.ingest import Ingest
 from meterflow.http.limits import BodySizeLimit
 from meterflow.http.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from meterflow.http.session import PortalSession
+from meterflow.http.stripe_webhook import StripeWebhook
 from meterflow.http.usage import usage_endpoint
 from meterflow.jobs import JobQueue
 from meterflow.pubsub import Broker
@@ -76,6 +77,9 @@ def create_app(settings: Settings) -> Starlette:
         redis=redis,
         max_request_bytes=settings.max_request_bytes,
     )
+    stripe_webhook = StripeWebhook(
+        session_factory=session_factory, box=SecretBox.from_keys(secret_keys), redis=redis
+    )
     portal_session = PortalSession(session_factory=session_factory, secret_key=secret_keys[0])
     demo_page = DemoPage(
         session_factory=session_factory,
@@ -106,6 +110,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/usage", usage_endpoint, methods=["POST"]),
             Route("/session", portal_session.endpoint, methods=["POST"]),
             Route("/usage/", usage_endpoint, methods=["POST"]),
+            Route("/webhooks/stripe/{account_id}", stripe_webhook.endpoint, methods=["POST"]),
             Route(
                 "/graphql",
                 RequireApiKey(graphql, session_factory=session_factory, secret_keys=secret_keys),

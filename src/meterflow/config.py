@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     # link-local addresses (local receivers). Off, webhook and Slack targets are public https.
     allow_private_webhook_targets: bool = False
 
+    # Stripe's API base URL: unset for Stripe itself; a local fake in tests, or a proxy.
+    stripe_api_base: str | None = None
+    # After a failed top-up payment, the next automatic top-up of that wallet waits this long.
+    top_up_retry_seconds: float = Field(default=3600.0, ge=0)
+
     # Events one rollup step reads at most (a step is one transaction).
     rollup_batch_events: int = 50_000
 

@@ -40,5 +40,7 @@ class Customer(SQLModel, table=True):
         sa_column=Column(JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     )
     enabled: bool = Field(default=True, nullable=False)
+    # The customer's Stripe Customer: created on first need, or set by the operator.
+    stripe_customer_id: str | None = Field(default=None, sa_column=Column(String(255)))
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())

@@ -39,6 +39,7 @@ from meterflow.services import (
     invoice_lifecycle,
     invoice_queries,
     invoice_rating,
+    outbox,
     period_close,
     plans,
     rollup_work,
@@ -85,7 +86,7 @@ def _spec(input: CreatePricingPlanInput) -> plans.PlanSpec:
     )
 
 
-async def _wallet_currency(
+async def wallet_currency(
     session: AsyncSession,
     account_id: uuid.UUID,
     customer_id: str,
@@ -170,7 +171,7 @@ class BillingQueries:
         account_id = require_reader(info, customer_id)
         now = datetime.now(UTC)
         async with info.context.session_factory() as session:
-            chosen = await _wallet_currency(session, account_id, customer_id, currency, now)
+            chosen = await wallet_currency(session, account_id, customer_id, currency, now)
             left = await wallets.balance(
                 session,
                 account_id=account_id,
@@ -294,6 +295,8 @@ class BillingMutations:
             for kind in rollup_work.CAUSED_KINDS:
                 await jobs.run_outbox(principal.account_id, kind)
         if isinstance(result, Invoice):
+            if jobs is not None:  # collection through Stripe, if the account has connected it
+                await jobs.run_outbox(principal.account_id, outbox.SYNC_INVOICE)
             await info.context.publish(*customer_channels(principal.account_id, result.customer_id))
         return result
 
@@ -301,7 +304,7 @@ class BillingMutations:
     async def grant_credits(self, info: Info, input: GrantCreditsInput) -> GrantCreditsResult:
         async def grant(session: AsyncSession, principal: Any) -> Wallet:
             now = datetime.now(UTC)
-            money = await _wallet_currency(
+            money = await wallet_currency(
                 session, principal.account_id, input.customer_id, None, now
             )
             currency = (input.currency or money).upper()

@@ -72,6 +72,7 @@ class CustomerMutations:
                 email=input.email,
                 traits=input.traits,
                 enabled=input.enabled,
+                stripe_customer_id=input.stripe_customer_id,
                 now=datetime.now(UTC),
             ),
             Customer.from_model,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Annotated
 
@@ -8,6 +9,7 @@ import strawberry
 from meterflow import models
 from meterflow.schema.enums import ApiKeyScope
 from meterflow.schema.errors import NotFoundProblem, ValidationProblem
+from meterflow.schema.payments import StripeConnection
 
 
 @strawberry.type(description="An API key. The key itself is shown once, when it is created.")
@@ -51,6 +53,15 @@ class Account:
         description="Create customers named by events that do not exist yet (default on)."
     )
     created_at: datetime
+
+    @strawberry.field(description="The account's Stripe connection, for collecting payments.")
+    async def stripe(self, info: strawberry.Info) -> StripeConnection:
+        from meterflow.services import stripe_connections
+
+        account_id = uuid.UUID(str(self.id))
+        async with info.context.session_factory() as session:
+            row = await stripe_connections.get(session, account_id=account_id)
+        return StripeConnection.of(account_id, row)
 
     @classmethod
     def from_model(cls, row: models.Account) -> Account:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import enum
+import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
@@ -17,6 +18,7 @@ from meterflow.schema.errors import (
     ValidationProblem,
 )
 from meterflow.schema.pagination import PageInfo
+from meterflow.schema.payments import AutoTopUp, InvoicePayment
 from meterflow.services import plans
 from meterflow.services.pagination import Page, encode_cursor
 
@@ -225,11 +227,27 @@ class Invoice:
     total: Decimal = strawberry.field(description="Amount due after discounts and credits.")
     updated_at: datetime
     finalized_at: datetime | None
+    account_id: strawberry.Private[uuid.UUID]
+
+    @strawberry.field(
+        description="How the invoice is being collected (Stripe), once it is finalized in an "
+        "account that collects through Stripe; else null."
+    )
+    async def payment(self, info: strawberry.Info) -> InvoicePayment | None:
+        from meterflow.services import invoice_payments
+
+        async with info.context.session_factory() as session:
+            found = await invoice_payments.payments_of(
+                session, account_id=self.account_id, invoice_ids=[uuid.UUID(str(self.id))]
+            )
+        row = next(iter(found.values()), None)
+        return InvoicePayment.from_model(row) if row else None
 
     @classmethod
     def from_model(cls, row: models.Invoice) -> Invoice:
         currency = row.currency
         return cls(
+            account_id=row.account_id,
             id=strawberry.ID(str(row.id)),
             customer_id=row.customer_id,
             plan_id=strawberry.ID(str(row.plan_id)),
@@ -334,6 +352,9 @@ class WalletLedgerEntry:
     )
     invoice_period_end: datetime | None
     grant_id: strawberry.ID | None
+    reason: str | None = strawberry.field(
+        description="GRANT: why the credits were added (a top-up names its Stripe invoice)."
+    )
     created_at: datetime
     updated_at: datetime = strawberry.field(
         description="When the line last moved (a CONSUMPTION line moves with its invoice)."
@@ -351,6 +372,7 @@ class WalletLedgerEntry:
             invoice_period_start=line.period_start,
             invoice_period_end=line.period_end,
             grant_id=strawberry.ID(str(row.grant_id)) if row.grant_id else None,
+            reason=line.reason,
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
@@ -425,6 +447,19 @@ class Wallet:
             edges=edges,
             page_info=PageInfo.of(edges, page.has_next_page),
         )
+
+    @strawberry.field(description="The automatic top-up rule of this wallet, if one is set.")
+    async def auto_top_up(self, info: strawberry.Info) -> AutoTopUp | None:
+        from meterflow.services import top_ups
+
+        async with info.context.session_factory() as session:
+            row = await top_ups.auto_rule(
+                session,
+                account_id=self.account_id,  # type: ignore[arg-type]
+                customer_id=self.customer_id,
+                currency=self.currency,
+            )
+        return AutoTopUp.from_model(row) if row else None
 
 
 GrantCreditsResult = Annotated[

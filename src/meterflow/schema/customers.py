@@ -24,6 +24,10 @@ class Customer:
     email: str | None
     traits: JSON
     enabled: bool
+    stripe_customer_id: str | None = strawberry.field(
+        description="The customer's Stripe Customer: created when its first invoice or top-up "
+        "is sent, or set with updateCustomer."
+    )
     created_at: datetime
     updated_at: datetime
     account_id: strawberry.Private[uuid.UUID]
@@ -58,6 +62,7 @@ class Customer:
             email=row.email,
             traits=JSON(row.traits),
             enabled=row.enabled,
+            stripe_customer_id=row.stripe_customer_id,
             created_at=row.created_at,
             updated_at=row.updated_at,
             account_id=row.account_id,
@@ -107,6 +112,10 @@ class UpdateCustomerInput:
     email: str | None = None
     traits: JSON | None = None
     enabled: bool | None = None
+    stripe_customer_id: str | None = strawberry.field(
+        default=None,
+        description="Link an existing Stripe Customer (cus_…); an empty string unlinks it.",
+    )
 
 
 CreateCustomerResult = Annotated[

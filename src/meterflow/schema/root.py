@@ -18,6 +18,7 @@ from meterflow.resolvers.billing import BillingMutations, BillingQueries
 from meterflow.resolvers.customers import CustomerMutations, CustomerQueries
 from meterflow.resolvers.events import EventMutations, EventQueries
 from meterflow.resolvers.meters import MeterMutations, MeterQueries
+from meterflow.resolvers.payments import PaymentMutations, PaymentQueries
 from meterflow.resolvers.realtime import RealtimeSubscriptions
 from meterflow.resolvers.sessions import SessionMutations
 from meterflow.resolvers.usage import UsageQueries
@@ -36,6 +37,7 @@ Query = merge_types(
         EventQueries,
         UsageQueries,
         BillingQueries,
+        PaymentQueries,
         AlertQueries,
     ),
 )
@@ -47,6 +49,7 @@ Mutation = merge_types(
         MeterMutations,
         EventMutations,
         BillingMutations,
+        PaymentMutations,
         SessionMutations,
         AlertMutations,
     ),

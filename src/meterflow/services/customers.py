@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from meterflow.errors import ConflictError, NotFoundError
+from meterflow.errors import ConflictError, NotFoundError, ValidationError
 from meterflow.models import Customer
 from meterflow.models.customer import CUSTOMER_ID_MAX, EMAIL_MAX, NAME_MAX
 from meterflow.services import assignments, validation
@@ -76,6 +76,21 @@ async def get_customer(
     )
 
 
+STRIPE_CUSTOMER_ID = re.compile(r"^cus_[A-Za-z0-9]{1,250}$")
+
+
+def _stripe_id(value: str) -> str | None:
+    value = value.strip()
+    if not value:
+        return None
+    if not STRIPE_CUSTOMER_ID.match(value):
+        raise ValidationError(
+            "stripeCustomerId must be a Stripe Customer id (cus_ and letters or digits)",
+            field="stripeCustomerId",
+        )
+    return value
+
+
 async def update_customer(
     session: AsyncSession,
     *,
@@ -85,9 +100,11 @@ async def update_customer(
     email: str | None = None,
     traits: Any = None,
     enabled: bool | None = None,
+    stripe_customer_id: str | None = None,
     now: datetime,
 ) -> Customer:
-    """Partial update: a field left as None is unchanged; an empty email clears it."""
+    """Partial update: a field left as None is unchanged; an empty email (or Stripe id)
+    clears it."""
     customer = await session.scalar(
         select(Customer)
         .where(col(Customer.account_id) == account_id, col(Customer.customer_id) == customer_id)
@@ -103,6 +120,8 @@ async def update_customer(
         customer.traits = validation.string_map(traits, field="traits")
     if enabled is not None:
         customer.enabled = enabled
+    if stripe_customer_id is not None:
+        customer.stripe_customer_id = _stripe_id(stripe_customer_id)
     customer.updated_at = now
     await session.flush()
     return customer

@@ -19,6 +19,7 @@ from sqlmodel import col
 
 from meterflow.errors import InvalidTransitionError, NotFoundError
 from meterflow.models import Invoice, InvoiceStatus, PlanAssignment, PricingPlan
+from meterflow.services import invoice_payments
 from meterflow.services.invoice_rating import PlanCache, rate_batch, rerate_customer
 from meterflow.services.invoice_rows import RUNNING, open_invoices
 
@@ -110,6 +111,8 @@ async def close_due(
         elif inv.status is InvoiceStatus.OPEN:
             inv.status = InvoiceStatus.GRACE
             report.to_grace += 1
+    # Collection starts in this same transaction (outbox work), or not at all.
+    await invoice_payments.on_finalized(session, account_id=account_id, invoices=due, now=now)
     await session.flush()
     return report, len(due) == batch
 
@@ -142,6 +145,7 @@ async def finalize_invoice(
         )
     invoice.status = InvoiceStatus.FINALIZED
     invoice.finalized_at = invoice.updated_at = now
+    await invoice_payments.on_finalized(session, account_id=account_id, invoices=[invoice], now=now)
     await session.flush()
     return invoice
 

@@ -29,6 +29,8 @@ from meterflow.models import OutboxItem
 RERATE = "invoice.rerate"  # key: customer id
 EVALUATE_ALERTS = "alerts.evaluate"  # key: customer id
 DELIVER_ALERT = "alert.deliver"  # key: delivery id
+SYNC_INVOICE = "payment.invoice"  # key: invoice id (a finalized invoice sent to Stripe)
+SYNC_TOP_UP = "payment.top_up"  # key: top-up id (a purchase of credits through Stripe)
 
 
 @dataclass(frozen=True)

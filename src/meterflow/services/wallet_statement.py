@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col
 
-from meterflow.models import Invoice, WalletLedgerEntry
+from meterflow.models import CreditGrant, Invoice, LedgerKind, WalletLedgerEntry
 from meterflow.services.pagination import Page
 
 
@@ -28,6 +28,8 @@ class StatementLine:
     balance_after: Decimal
     period_start: datetime | None
     period_end: datetime | None
+    # GRANT lines: the grant's reason (a top-up's names its Stripe invoice).
+    reason: str | None = None
 
 
 async def ledger(
@@ -56,18 +58,31 @@ async def ledger(
         .subquery()
     )
     line = aliased(WalletLedgerEntry, running)
-    query = select(
-        line, running.c.balance_after, col(Invoice.period_start), col(Invoice.period_end)
-    ).outerjoin(
-        Invoice,
-        (col(Invoice.account_id) == running.c.account_id)
-        & (col(Invoice.id) == running.c.invoice_id),
+    query = (
+        select(
+            line,
+            running.c.balance_after,
+            col(Invoice.period_start),
+            col(Invoice.period_end),
+            col(CreditGrant.reason),
+        )
+        .outerjoin(
+            Invoice,
+            (col(Invoice.account_id) == running.c.account_id)
+            & (col(Invoice.id) == running.c.invoice_id),
+        )
+        .outerjoin(
+            CreditGrant,
+            (col(CreditGrant.account_id) == running.c.account_id)
+            & (col(CreditGrant.id) == running.c.grant_id)
+            & (running.c.kind == LedgerKind.GRANT),
+        )
     )
     if after is not None:
         query = query.where(running.c.seq > after)
     rows = list(await session.execute(query.order_by(running.c.seq).limit(limit + 1)))
     lines = [
-        StatementLine(entry, Decimal(balance_after), start, end)
-        for entry, balance_after, start, end in rows[:limit]
+        StatementLine(entry, Decimal(balance_after), start, end, reason)
+        for entry, balance_after, start, end, reason in rows[:limit]
     ]
     return Page(lines, len(rows) > limit)

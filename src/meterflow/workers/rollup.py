@@ -8,13 +8,13 @@ import logging
 import os
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from meterflow.db import unit_of_work
 from meterflow.jobs import JobQueue
 from meterflow.pubsub import customer_channels, publish
-from meterflow.services import alerts, invoice_rating, outbox, rollup_work, rollups
+from meterflow.services import alerts, invoice_rating, outbox, rollup_work, rollups, top_ups
 from meterflow.services.outbox import Work
 from meterflow.workers.alerts import dispatch
 from meterflow.workers.outbox import backoff, run_outbox
@@ -139,9 +139,19 @@ async def rerate_customers(ctx: dict[str, Any], account_id: str, customers: list
     if not customers:
         return
     account = uuid.UUID(account_id)
+    now = datetime.now(UTC)
     async with unit_of_work(ctx["session_factory"]) as session:
         await invoice_rating.rerate_customers(
-            session, account_id=account, customer_ids=customers, now=datetime.now(UTC)
+            session, account_id=account, customer_ids=customers, now=now
+        )
+        # Wallets the re-rate drew below their automatic top-up threshold buy more (one
+        # pending top-up per wallet, whatever else runs at the same time).
+        started = await top_ups.start_due(
+            session,
+            account_id=account,
+            customer_ids=customers,
+            now=now,
+            retry_after=timedelta(seconds=ctx.get("top_up_retry_seconds", 3600.0)),
         )
         await outbox.add(
             session,
@@ -149,6 +159,8 @@ async def rerate_customers(ctx: dict[str, Any], account_id: str, customers: list
             kind=outbox.EVALUATE_ALERTS,
             items={customer: {} for customer in customers},
         )
+    if started:
+        await ctx["jobs"].run_outbox(account, outbox.SYNC_TOP_UP)
     await publish(
         ctx["redis"], *(c for customer in customers for c in customer_channels(account, customer))
     )

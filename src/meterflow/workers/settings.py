@@ -17,6 +17,7 @@ from meterflow.workers.alerts import deliver_work
 from meterflow.workers.billing import close_billing_periods
 from meterflow.workers.heartbeat import beat_forever, new_worker_id
 from meterflow.workers.outbox import Handler, run_outbox, sweep_outbox
+from meterflow.workers.payments import sync_invoice_work, sync_top_up_work
 from meterflow.workers.rollup import (
     JOB_TIMEOUT_SECONDS,
     alert_period_ends,
@@ -30,6 +31,8 @@ OUTBOX_HANDLERS: dict[str, Handler] = {
     outbox.RERATE: rerate_work,
     outbox.EVALUATE_ALERTS: evaluate_work,
     outbox.DELIVER_ALERT: deliver_work,
+    outbox.SYNC_INVOICE: sync_invoice_work,
+    outbox.SYNC_TOP_UP: sync_top_up_work,
 }
 JOBS = [
     JobSpec(usage_rollup, ROLLUP_JOB, timeout_seconds=JOB_TIMEOUT_SECONDS),
@@ -100,6 +103,8 @@ def build_worker(
         ctx["smtp_from"] = settings.smtp_from
         ctx["allow_private_webhook_targets"] = settings.allow_private_webhook_targets
         ctx["secret_box"] = secret_box
+        ctx["stripe_api_base"] = settings.stripe_api_base
+        ctx["top_up_retry_seconds"] = settings.top_up_retry_seconds
         ctx["heartbeat"] = asyncio.create_task(beat_forever(ctx), name="heartbeat")
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:

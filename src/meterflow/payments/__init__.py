@@ -1,0 +1,1 @@
+"""Payment providers. `gateway` is the one module that imports the `stripe` SDK."""

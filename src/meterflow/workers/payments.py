@@ -1,0 +1,83 @@
+"""Outbox handlers that talk to Stripe: send finalized invoices, send (and charge) top-ups.
+
+A try that fails on a connection error, a 5xx, a 429 or an idempotency conflict is retried
+with the outbox's backoff; one Stripe refuses (a card or request error) is recorded on the
+payment or top-up and not retried. Either way the error is kept for operators.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from meterflow.payments.gateway import PaymentError
+from meterflow.pubsub import customer_channels, publish
+from meterflow.services import payment_sync
+from meterflow.services.outbox import Work
+from meterflow.services.payment_sync import StripeSync
+from meterflow.workers.outbox import backoff
+
+log = logging.getLogger("meterflow.workers.payments")
+
+
+def _clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def stripe_sync(ctx: dict[str, Any]) -> StripeSync:
+    return StripeSync(
+        box=ctx["secret_box"],
+        clock=_clock,
+        api_base=ctx.get("stripe_api_base"),
+        after_step=ctx.get("stripe_after_step"),
+    )
+
+
+async def sync_invoice_work(
+    ctx: dict[str, Any], account: uuid.UUID, works: list[Work]
+) -> dict[uuid.UUID, float]:
+    factory = ctx["session_factory"]
+    later: dict[uuid.UUID, float] = {}
+    for work in works:
+        invoice_id = uuid.UUID(work.key)
+        try:
+            customer = await payment_sync.sync_invoice(
+                factory, stripe_sync(ctx), account_id=account, invoice_id=invoice_id
+            )
+        except PaymentError as exc:
+            log.warning("invoice %s to Stripe: %s (retry: %s)", invoice_id, exc, exc.retryable)
+            await payment_sync.record_invoice_error(
+                factory, account_id=account, invoice_id=invoice_id, error=exc, now=_clock()
+            )
+            if exc.retryable:
+                later[work.id] = backoff(work.attempts)
+            continue
+        if customer is not None:
+            await publish(ctx["redis"], *customer_channels(account, customer))
+    return later
+
+
+async def sync_top_up_work(
+    ctx: dict[str, Any], account: uuid.UUID, works: list[Work]
+) -> dict[uuid.UUID, float]:
+    factory = ctx["session_factory"]
+    later: dict[uuid.UUID, float] = {}
+    for work in works:
+        top_up_id = uuid.UUID(work.key)
+        try:
+            customer = await payment_sync.sync_top_up(
+                factory, stripe_sync(ctx), account_id=account, top_up_id=top_up_id
+            )
+        except PaymentError as exc:
+            log.warning("top-up %s to Stripe: %s (retry: %s)", top_up_id, exc, exc.retryable)
+            await payment_sync.record_top_up_error(
+                factory, account_id=account, top_up_id=top_up_id, error=exc, now=_clock()
+            )
+            if exc.retryable:
+                later[work.id] = backoff(work.attempts)
+            continue
+        if customer is not None:
+            await publish(ctx["redis"], *customer_channels(account, customer))
+    return later
