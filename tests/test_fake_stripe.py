@@ -16,7 +16,6 @@ from tests.fake_stripe import FakeStripe, parse_form, sign
 
 KEY = "sk_test_fake_123"
 # HTTPXClient hands httpx the encoded form body as `data=<str>`, which httpx deprecates.
-pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=:DeprecationWarning")
 
 
 @pytest.fixture

@@ -29,5 +29,15 @@ def test_contract_names_exist() -> None:
         "activateMeter(meterApiName: String!): MeterResult!",
         "deprecateMeter(meterApiName: String!): MeterResult!",
         "interface Error",
+        # Payments (issue 13).
+        "connectStripe(input: ConnectStripeInput!): ConnectStripeResult!",
+        "disconnectStripe: StripeConnection!",
+        "setAutoTopUp(input: SetAutoTopUpInput!): SetAutoTopUpResult!",
+        "createTopUp(customerId: String!, amount: Decimal!",
+        "topUps(customerId: String!",
+        "payment: InvoicePayment",
+        "stripeCustomerId: String",
+        "autoTopUp: AutoTopUp",
+        "stripe: StripeConnection!",
     ):
         assert name in sdl, name

@@ -55,7 +55,8 @@ def _error(exc: stripe.StripeError) -> PaymentError:
         retryable = should == "true"
     kind = type(exc).__name__
     text = exc.user_message or str(getattr(exc, "_message", "") or "") or kind
-    return PaymentError(f"{kind}: {text}"[:500], retryable=retryable, code=exc.code)
+    first = text.strip().splitlines()[0] if text.strip() else kind
+    return PaymentError(f"{kind}: {first}"[:500], retryable=retryable, code=exc.code)
 
 
 def _invoice(obj: dict[str, Any]) -> StripeInvoice:
