@@ -132,6 +132,9 @@ def server_env(database_url: str, redis_url: str) -> dict[str, str]:
         "METERFLOW_LOG_LEVEL": "warning",
         # The tests' webhook receivers listen on 127.0.0.1.
         "METERFLOW_ALLOW_PRIVATE_WEBHOOK_TARGETS": "true",
+        # No test worker ever reaches the real Stripe: nothing listens on the discard port.
+        # Tests of payments start their worker against a local fake Stripe instead.
+        "METERFLOW_STRIPE_API_BASE": "http://127.0.0.1:9",
     }
 
 
