@@ -393,3 +393,56 @@ async def test_customer_token_reads_its_payment_not_the_connection(
         response = await http.post("/graphql", json={"query": query}, headers=headers)
         codes = [e["extensions"]["code"] for e in response.json()["errors"]]
         assert codes == ["FORBIDDEN"], (query, response.text)
+
+
+async def test_hostile_payment_inputs_are_refused_by_field(
+    http: httpx.AsyncClient, gql: GraphQLClient
+) -> None:
+    await connect_stripe(gql)
+    await gql('mutation { createCustomer(input: {customerId: "h"}) { __typename } }')
+    top_up = """mutation($a: Decimal!, $c: String) { createTopUp(customerId: "h", amount: $a,
+        currency: $c) { __typename ... on ValidationError { field } } }"""
+    for amount, currency, field in (
+        ("1e400", "USD", "amount"),
+        ("NaN", "USD", "amount"),
+        ("-5", "USD", "amount"),
+        ("0", "USD", "amount"),
+        ("9.995", "USD", "amount"),
+        ("10.5", "JPY", "amount"),
+        ("10", "CREDITS", "currency"),
+        ("10", "U$D", "currency"),
+    ):
+        answer = (await gql(top_up, {"a": amount, "c": currency}))["createTopUp"]
+        assert answer == {"__typename": "ValidationError", "field": field}, (amount, currency)
+    for variables in ({"a": "10", "c": "US\u0000D"}, {"a": "1", "c": "\ud800"}):
+        response = await http.post(
+            "/graphql",
+            content=json.dumps({"query": top_up, "variables": variables}),
+            headers={"X-API-Key": gql.key or "", "Content-Type": "application/json"},
+        )
+        assert 200 <= response.status_code < 500, response.text
+        body = response.json()
+        assert body.get("data") is None, body
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_INPUT"], body
+    for stripe_id in ("cus_\u00e9", "sub_123", "cus_" + "a" * 300, "cus_1; DROP TABLE"):
+        answer = await gql(
+            """mutation($s: String!) { updateCustomer(input: {customerId: "h",
+            stripeCustomerId: $s}) { __typename ... on ValidationError { field } } }""",
+            {"s": stripe_id},
+        )
+        assert answer["updateCustomer"] == {
+            "__typename": "ValidationError",
+            "field": "stripeCustomerId",
+        }
+    auto = await gql(
+        """mutation { setAutoTopUp(input: {customerId: "h", threshold: "1e400", amount: "5"}) {
+        __typename ... on ValidationError { field } } }"""
+    )
+    assert auto["setAutoTopUp"] == {"__typename": "ValidationError", "field": "threshold"}
+    missing = await gql(
+        """mutation { setAutoTopUp(input: {customerId: "ghost", threshold: "1", amount: "5"}) {
+        __typename } }"""
+    )
+    assert missing["setAutoTopUp"]["__typename"] == "NotFoundError"
+    # Nothing was bought by any of it.
+    assert (await gql('{ topUps(customerId: "h") { id } }'))["topUps"] == []

@@ -7,7 +7,9 @@ payment or top-up and not retried. Either way the error is kept for operators.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -21,17 +23,28 @@ from meterflow.workers.outbox import backoff
 
 log = logging.getLogger("meterflow.workers.payments")
 
+# Test hook only: the name of a sync step ("customer", "invoice", "item:0", "finalize") after
+# which the worker pauses, so a fault test can kill it with -9 between two Stripe calls. Never
+# set in production.
+TEST_HOOK_PAUSE_AFTER = "METERFLOW_TEST_HOOK_STRIPE_PAUSE_AFTER"
+
 
 def _clock() -> datetime:
     return datetime.now(UTC)
 
 
+async def _pause_for_a_fault_test(step: str) -> None:
+    if step == os.environ.get(TEST_HOOK_PAUSE_AFTER):
+        log.warning("test hook: pausing after the Stripe step %s", step)
+        await asyncio.sleep(120)
+
+
 def stripe_sync(ctx: dict[str, Any]) -> StripeSync:
+    hook = ctx.get("stripe_after_step")
+    if hook is None and os.environ.get(TEST_HOOK_PAUSE_AFTER):
+        hook = _pause_for_a_fault_test
     return StripeSync(
-        box=ctx["secret_box"],
-        clock=_clock,
-        api_base=ctx.get("stripe_api_base"),
-        after_step=ctx.get("stripe_after_step"),
+        box=ctx["secret_box"], clock=_clock, api_base=ctx.get("stripe_api_base"), after_step=hook
     )
 
 
