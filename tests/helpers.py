@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -9,6 +10,18 @@ from typing import Any
 from tests.client import GraphQLClient
 
 NOW_MS = int(time.time() * 1000)
+
+
+async def until(check: Any, within: float = 20) -> Any:
+    """Poll an async check until it answers something truthy (and return that)."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, "condition never became true"
+        await asyncio.sleep(0.1)
+
 
 INGEST = """
 mutation($events: [MeterEventInput!]!) {

@@ -30,9 +30,9 @@ from meterflow.db import create_engine
 from meterflow.migrations import upgrade
 from tests.client import GraphQLClient, TestAccount
 from tests.conftest import ROOT, _admin_execute, running_server
-from tests.helpers import create_meter, ingest
+from tests.helpers import create_meter, ingest, until
 from tests.services import TestServices
-from tests.test_alerts import CREATE, hours, until
+from tests.test_alerts import CREATE, hours
 from tests.ws import connect
 
 SWITCH = "METERFLOW_ALLOW_PRIVATE_WEBHOOK_TARGETS"

@@ -25,7 +25,7 @@ from meterflow.jobs import JobQueue
 from meterflow.workers import rollup
 from tests.client import GraphQLClient, TestAccount
 from tests.conftest import ROOT, free_port
-from tests.helpers import create_meter, ingest
+from tests.helpers import create_meter, ingest, until
 from tests.ws import connect
 
 SECRET = "whsec_test"
@@ -106,16 +106,6 @@ def verify(headers: dict[str, str], body: bytes) -> dict[str, Any]:
     assert hmac.compare_digest(parts["v1"], expected), "bad signature"
     assert abs(time.time() - int(parts["t"])) < 300
     return json.loads(body)  # type: ignore[no-any-return]
-
-
-async def until(check: Any, within: float = 20) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "condition never became true"
-        await asyncio.sleep(0.1)
 
 
 def hours(customer: str, value: float, at: datetime) -> dict[str, Any]:

@@ -72,15 +72,9 @@ def sync(fake: FakeStripe, crash_at: str | None = None) -> StripeSync:
     )
 
 
-async def billed(
-    factory: SessionFactory,
-    *,
-    calls: int,
-    credits: str | None = None,
-    method: CollectionMethod = CollectionMethod.CHARGE_AUTOMATICALLY,
-) -> tuple[uuid.UUID, uuid.UUID]:
-    """A connected account, one customer with `calls` calls this period (and credits), its
-    invoice finalized: (account, invoice)."""
+async def connected(factory: SessionFactory, *, credits: str | None) -> uuid.UUID:
+    """A new account connected to (fake) Stripe, charging automatically, with one customer
+    "cust" (named "Cust Co") on a per-unit plan at 0.50 a call, and `credits` USD granted."""
     now = datetime.now(UTC)
     async with unit_of_work(factory) as session:
         account_id, plan_id = await per_unit_account(session, name="pay", unit_price="0.5", now=now)
@@ -100,7 +94,7 @@ async def billed(
             account_id=account_id,
             secret_key=SECRET_KEY,
             webhook_secret="whsec_paymentsync0000",
-            collection_method=method,
+            collection_method=CollectionMethod.CHARGE_AUTOMATICALLY,
             days_until_due=30,
             box=BOX,
             now=now,
@@ -118,6 +112,15 @@ async def billed(
                 purchased=True,
                 now=now,
             )
+    return account_id
+
+
+async def billed(
+    factory: SessionFactory, *, calls: int, credits: str | None = None
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """A connected account whose customer made `calls` calls this period, its invoice
+    finalized: (account, invoice)."""
+    account_id = await connected(factory, credits=credits)
     await use(factory, account_id, calls)
     async with unit_of_work(factory) as session:
         current = await invoice_queries.current_invoice(
@@ -409,41 +412,8 @@ async def _card_on_file(
 async def _auto_account(factory: SessionFactory, fake: FakeStripe, pm: str) -> uuid.UUID:
     """A connected account whose customer has 3.00 of credits, a card, and the rule: below
     2.00, buy 20.00."""
-    now = datetime.now(UTC)
+    account_id = await connected(factory, credits="3")
     async with unit_of_work(factory) as session:
-        account_id, plan_id = await per_unit_account(
-            session, name="auto", unit_price="0.5", now=now
-        )
-        await put_on_plan(
-            session,
-            account_id=account_id,
-            plan_id=plan_id,
-            customer_ids=["cust"],
-            start=None,
-            now=now,
-        )
-        await stripe_connections.connect(
-            session,
-            account_id=account_id,
-            secret_key=SECRET_KEY,
-            webhook_secret="whsec_paymentsync0000",
-            collection_method=CollectionMethod.CHARGE_AUTOMATICALLY,
-            days_until_due=30,
-            box=BOX,
-            now=now,
-        )
-        await wallets.grant(
-            session,
-            account_id=account_id,
-            customer_id="cust",
-            amount=D(3),
-            currency="USD",
-            priority=1,
-            expires_at=None,
-            reason=None,
-            purchased=True,
-            now=now,
-        )
         await top_ups.set_auto(
             session,
             account_id=account_id,
@@ -452,7 +422,7 @@ async def _auto_account(factory: SessionFactory, fake: FakeStripe, pm: str) -> u
             threshold=D(2),
             amount=D(20),
             enabled=True,
-            now=now,
+            now=datetime.now(UTC),
         )
     await _card_on_file(factory, fake, account_id, pm)
     return account_id

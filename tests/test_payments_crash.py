@@ -15,7 +15,7 @@ import pytest
 from tests.client import GraphQLClient, TestAccount
 from tests.conftest import ROOT
 from tests.fake_stripe import FakeStripe
-from tests.helpers import ingest
+from tests.helpers import ingest, until
 from tests.test_payments_stripe import (
     CURRENT,
     FINALIZE,
@@ -23,7 +23,6 @@ from tests.test_payments_stripe import (
     calls,
     connect_stripe,
     invoice_of,
-    until,
 )
 
 

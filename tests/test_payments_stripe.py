@@ -4,7 +4,6 @@ webhooks signed exactly as Stripe signs them, and live invoice updates over a We
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from meterflow.db import SessionFactory
 from tests.client import GraphQLClient, TestAccount
 from tests.conftest import ROOT
 from tests.fake_stripe import FakeStripe, sign
-from tests.helpers import create_meter, ingest
+from tests.helpers import create_meter, ingest, until
 from tests.test_billing_api import assign, make_plan
 from tests.ws import connect
 
@@ -57,16 +56,6 @@ def stripe_worker(
     yield process
     process.terminate()
     process.wait(15)
-
-
-async def until(check: Any, within: float = 20) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "condition never became true"
-        await asyncio.sleep(0.1)
 
 
 async def connect_stripe(gql: GraphQLClient, **extra: Any) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
-    ForeignKey,
     Integer,
     Numeric,
     String,
@@ -22,16 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlmodel import Field, SQLModel
 
-from meterflow.models.base import new_id, utcnow
-
-
-def _account() -> Any:
-    return Column(
-        UUID(as_uuid=True),
-        ForeignKey("accounts.id", ondelete="CASCADE"),
-        primary_key=True,
-        nullable=False,
-    )
+from meterflow.models.base import account_key_column, new_id, utcnow
 
 
 def _ts(nullable: bool = False) -> Any:
@@ -45,7 +35,7 @@ def _ts(nullable: bool = False) -> Any:
 class AlertRule(SQLModel, table=True):
     __tablename__ = "alert_rules"
 
-    account_id: uuid.UUID = Field(sa_column=_account())
+    account_id: uuid.UUID = Field(sa_column=account_key_column())
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     name: str = Field(sa_column=Column(String(200), nullable=False))
     subject: str = Field(sa_column=Column(String(20), nullable=False))  # USAGE | COST | BALANCE
@@ -77,7 +67,7 @@ class AlertEvent(SQLModel, table=True):
         ),
     )
 
-    account_id: uuid.UUID = Field(sa_column=_account())
+    account_id: uuid.UUID = Field(sa_column=account_key_column())
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     rule_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
     customer_id: str = Field(sa_column=Column(String(200), nullable=False))
@@ -95,7 +85,7 @@ class AlertDelivery(SQLModel, table=True):
 
     __tablename__ = "alert_deliveries"
 
-    account_id: uuid.UUID = Field(sa_column=_account())
+    account_id: uuid.UUID = Field(sa_column=account_key_column())
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     event_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
     channel: str = Field(sa_column=Column(String(10), nullable=False))  # WEBHOOK | SLACK | EMAIL
@@ -114,7 +104,7 @@ class IngestNotice(SQLModel, table=True):
 
     __tablename__ = "ingest_notices"
 
-    account_id: uuid.UUID = Field(sa_column=_account())
+    account_id: uuid.UUID = Field(sa_column=account_key_column())
     kind: str = Field(sa_column=Column(String(30), primary_key=True))  # UNDEFINED_METER | ...
     subject: str = Field(sa_column=Column(String(200), primary_key=True))
     count: int = Field(sa_column=Column(Integer, nullable=False))

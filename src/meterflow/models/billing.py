@@ -13,8 +13,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
-    Enum,
-    ForeignKey,
     Index,
     Integer,
     Numeric,
@@ -26,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlmodel import Field, SQLModel
 
-from meterflow.models.base import new_id, utcnow
+from meterflow.models.base import account_key_column, enum_type, new_id, utcnow
 
 
 class PlanStatus(enum.StrEnum):
@@ -57,19 +55,6 @@ class LedgerKind(enum.StrEnum):
     EXPIRY = "EXPIRY"
 
 
-def _enum(cls: type[enum.Enum], name: str) -> Enum:
-    return Enum(cls, name=name, values_callable=lambda e: [m.value for m in e])
-
-
-def _account() -> Any:
-    return Column(
-        UUID(as_uuid=True),
-        ForeignKey("accounts.id", ondelete="CASCADE"),
-        primary_key=True,
-        nullable=False,
-    )
-
-
 def _ts(nullable: bool = False, now: bool = False) -> Any:
     return Column(
         DateTime(timezone=True),
@@ -81,15 +66,17 @@ def _ts(nullable: bool = False, now: bool = False) -> Any:
 class PricingPlan(SQLModel, table=True):
     __tablename__ = "pricing_plans"
 
-    account_id: uuid.UUID = Field(sa_column=_account())
+    account_id: uuid.UUID = Field(sa_column=account_key_column())
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     name: str = Field(sa_column=Column(String(200), nullable=False))
     currency: str = Field(sa_column=Column(String(3), nullable=False))
     period_interval: PeriodInterval = Field(
-        sa_column=Column(_enum(PeriodInterval, "period_interval"), nullable=False)
+        sa_column=Column(enum_type(PeriodInterval, "period_interval"), nullable=False)
     )
     period_count: int = Field(sa_column=Column(Integer, nullable=False))
-    status: PlanStatus = Field(sa_column=Column(_enum(PlanStatus, "plan_status"), nullable=False))
+    status: PlanStatus = Field(
+        sa_column=Column(enum_type(PlanStatus, "plan_status"), nullable=False)
+    )
     fees: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False))
     discounts: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False))
     minimum_spend: Decimal | None = Field(default=None, sa_column=Column(Numeric, nullable=True))
@@ -110,7 +97,7 @@ class PlanItem(SQLModel, table=True):
 
     __tablename__ = "plan_items"
 
-    account_id: uuid.UUID = Field(sa_column=_account())
+    account_id: uuid.UUID = Field(sa_column=account_key_column())
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     plan_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
     meter_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
@@ -127,7 +114,7 @@ class PlanAssignment(SQLModel, table=True):
         Index("ix_plan_assignments_customer", "account_id", "customer_id", "start_time"),
     )
 
-    account_id: uuid.UUID = Field(sa_column=_account())
+    account_id: uuid.UUID = Field(sa_column=account_key_column())
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     customer_id: str = Field(sa_column=Column(String(200), nullable=False))
     plan_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
@@ -145,7 +132,7 @@ class Invoice(SQLModel, table=True):
         Index("ix_invoices_status_end", "status", "period_end"),
     )
 
-    account_id: uuid.UUID = Field(sa_column=_account())
+    account_id: uuid.UUID = Field(sa_column=account_key_column())
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     customer_id: str = Field(sa_column=Column(String(200), nullable=False))
     plan_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
@@ -153,7 +140,7 @@ class Invoice(SQLModel, table=True):
     period_start: datetime = Field(sa_column=_ts())
     period_end: datetime = Field(sa_column=_ts())
     status: InvoiceStatus = Field(
-        sa_column=Column(_enum(InvoiceStatus, "invoice_status"), nullable=False)
+        sa_column=Column(enum_type(InvoiceStatus, "invoice_status"), nullable=False)
     )
     currency: str = Field(sa_column=Column(String(3), nullable=False))
     lines: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False))
@@ -172,7 +159,7 @@ class CreditGrant(SQLModel, table=True):
     __tablename__ = "credit_grants"
     __table_args__ = (Index("ix_credit_grants_wallet", "account_id", "customer_id", "currency"),)
 
-    account_id: uuid.UUID = Field(sa_column=_account())
+    account_id: uuid.UUID = Field(sa_column=account_key_column())
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     customer_id: str = Field(sa_column=Column(String(200), nullable=False))
     # The wallet's unit: an ISO currency, or a custom one such as "CREDITS".
@@ -197,7 +184,7 @@ class CreditAllocation(SQLModel, table=True):
 
     __tablename__ = "credit_allocations"
 
-    account_id: uuid.UUID = Field(sa_column=_account())
+    account_id: uuid.UUID = Field(sa_column=account_key_column())
     invoice_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
     grant_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
     amount: Decimal = Field(sa_column=Column(Numeric, nullable=False))
@@ -218,13 +205,13 @@ class WalletLedgerEntry(SQLModel, table=True):
         ),
     )
 
-    account_id: uuid.UUID = Field(sa_column=_account())
+    account_id: uuid.UUID = Field(sa_column=account_key_column())
     seq: int | None = Field(
         default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True)
     )
     customer_id: str = Field(sa_column=Column(String(200), nullable=False))
     currency: str = Field(sa_column=Column(String(20), nullable=False))
-    kind: LedgerKind = Field(sa_column=Column(_enum(LedgerKind, "ledger_kind"), nullable=False))
+    kind: LedgerKind = Field(sa_column=Column(enum_type(LedgerKind, "ledger_kind"), nullable=False))
     amount: Decimal = Field(sa_column=Column(Numeric, nullable=False))
     grant_id: uuid.UUID | None = Field(
         default=None, sa_column=Column(UUID(as_uuid=True), nullable=True)

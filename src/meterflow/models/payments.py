@@ -13,8 +13,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
-    Enum,
-    ForeignKey,
     Index,
     Integer,
     Numeric,
@@ -25,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 from sqlmodel import Field, SQLModel
 
-from meterflow.models.base import new_id, timestamp_column, utcnow
+from meterflow.models.base import account_key_column, enum_type, new_id, timestamp_column, utcnow
 
 
 class CollectionMethod(enum.StrEnum):
@@ -48,19 +46,6 @@ class TopUpStatus(enum.StrEnum):
     VOID = "VOID"
 
 
-def _enum(cls: type[enum.Enum], name: str) -> Enum:
-    return Enum(cls, name=name, values_callable=lambda e: [m.value for m in e])
-
-
-def _account() -> Any:
-    return Column(
-        UUID(as_uuid=True),
-        ForeignKey("accounts.id", ondelete="CASCADE"),
-        primary_key=True,
-        nullable=False,
-    )
-
-
 def _ts_null() -> Any:
     return Column(DateTime(timezone=True), nullable=True)
 
@@ -70,12 +55,12 @@ class StripeConnection(SQLModel, table=True):
 
     __tablename__ = "stripe_connections"
 
-    account_id: uuid.UUID = Field(sa_column=_account())
+    account_id: uuid.UUID = Field(sa_column=account_key_column())
     secret_key: str = Field(sa_column=Column(Text, nullable=False))
     webhook_secret: str = Field(sa_column=Column(Text, nullable=False))
     key_last4: str = Field(sa_column=Column(String(4), nullable=False))
     collection_method: CollectionMethod = Field(
-        sa_column=Column(_enum(CollectionMethod, "collection_method"), nullable=False)
+        sa_column=Column(enum_type(CollectionMethod, "collection_method"), nullable=False)
     )
     days_until_due: int = Field(sa_column=Column(Integer, nullable=False))
     connected_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
@@ -89,16 +74,16 @@ class InvoicePayment(SQLModel, table=True):
 
     __tablename__ = "invoice_payments"
 
-    account_id: uuid.UUID = Field(sa_column=_account())
+    account_id: uuid.UUID = Field(sa_column=account_key_column())
     invoice_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
     provider: str = Field(sa_column=Column(String(20), nullable=False))
     status: PaymentStatus = Field(
-        sa_column=Column(_enum(PaymentStatus, "payment_status"), nullable=False)
+        sa_column=Column(enum_type(PaymentStatus, "payment_status"), nullable=False)
     )
     external_id: str | None = Field(default=None, sa_column=Column(String(255)))
     external_customer_id: str | None = Field(default=None, sa_column=Column(String(255)))
     collection_method: CollectionMethod | None = Field(
-        default=None, sa_column=Column(_enum(CollectionMethod, "collection_method"))
+        default=None, sa_column=Column(enum_type(CollectionMethod, "collection_method"))
     )
     # Set once Stripe finalized its invoice: the sync is over.
     synced_at: datetime | None = Field(default=None, sa_column=_ts_null())
@@ -126,19 +111,19 @@ class TopUp(SQLModel, table=True):
         Index("ix_top_ups_customer", "account_id", "customer_id", "created_at"),
     )
 
-    account_id: uuid.UUID = Field(sa_column=_account())
+    account_id: uuid.UUID = Field(sa_column=account_key_column())
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     customer_id: str = Field(sa_column=Column(String(200), nullable=False))
     currency: str = Field(sa_column=Column(String(3), nullable=False))
     amount: Decimal = Field(sa_column=Column(Numeric, nullable=False))
     automatic: bool = Field(sa_column=Column(Boolean, nullable=False))
     status: TopUpStatus = Field(
-        sa_column=Column(_enum(TopUpStatus, "top_up_status"), nullable=False)
+        sa_column=Column(enum_type(TopUpStatus, "top_up_status"), nullable=False)
     )
     external_id: str | None = Field(default=None, sa_column=Column(String(255)))
     external_customer_id: str | None = Field(default=None, sa_column=Column(String(255)))
     collection_method: CollectionMethod | None = Field(
-        default=None, sa_column=Column(_enum(CollectionMethod, "collection_method"))
+        default=None, sa_column=Column(enum_type(CollectionMethod, "collection_method"))
     )
     synced_at: datetime | None = Field(default=None, sa_column=_ts_null())
     hosted_invoice_url: str | None = Field(default=None, sa_column=Column(Text))
@@ -156,7 +141,7 @@ class AutoTopUp(SQLModel, table=True):
 
     __tablename__ = "auto_top_ups"
 
-    account_id: uuid.UUID = Field(sa_column=_account())
+    account_id: uuid.UUID = Field(sa_column=account_key_column())
     customer_id: str = Field(sa_column=Column(String(200), primary_key=True))
     currency: str = Field(sa_column=Column(String(3), primary_key=True))
     threshold: Decimal = Field(sa_column=Column(Numeric, nullable=False))
@@ -170,7 +155,7 @@ class StripeEvent(SQLModel, table=True):
 
     __tablename__ = "stripe_events"
 
-    account_id: uuid.UUID = Field(sa_column=_account())
+    account_id: uuid.UUID = Field(sa_column=account_key_column())
     event_id: str = Field(sa_column=Column(String(255), primary_key=True))
     type: str = Field(sa_column=Column(String(100), nullable=False))
     received_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())

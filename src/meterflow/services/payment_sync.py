@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -35,7 +36,7 @@ from meterflow.models import (
     TopUp,
     TopUpStatus,
 )
-from meterflow.payments.gateway import PaymentError, StripeGateway
+from meterflow.payments.gateway import PaymentError, StripeGateway, StripeInvoice
 from meterflow.payments.items import Charge, charges, minor_units
 from meterflow.secretbox import SecretBox
 from meterflow.services import stripe_connections, top_ups
@@ -109,6 +110,94 @@ async def _customer(
     return stored or created.id
 
 
+@dataclass(frozen=True)
+class _Sending:
+    """What goes to Stripe as one invoice (a meterflow invoice, or a top-up), and how far an
+    earlier try got."""
+
+    key: str  # the idempotency keys' prefix
+    customer_id: str
+    currency: str
+    description: str
+    metadata: dict[str, str]
+    items: list[Charge]
+    # Charged to the card on file: `always` even with no card known (an automatic top-up: the
+    # payment then fails and is recorded); else only when the customer has one and `wanted`.
+    charge_wanted: bool
+    charge_always: bool
+    collection_method: CollectionMethod | None
+    external_id: str | None
+
+
+Store = Callable[..., Awaitable[None]]
+
+
+def _store(
+    factory: SessionFactory, stripe: StripeSync, model: Any, row_id: Any, account_id: uuid.UUID
+) -> Store:
+    """Writes a step's result on the row being sent, in a transaction of its own."""
+    key = model.invoice_id if model is InvoicePayment else model.id
+
+    async def store(**values: object) -> None:
+        async with unit_of_work(factory) as session:
+            await session.execute(
+                update(model)
+                .where(col(model.account_id) == account_id, key == row_id)
+                .values(updated_at=stripe.clock(), **values)
+            )
+
+    return store
+
+
+async def _send(
+    factory: SessionFactory,
+    stripe: StripeSync,
+    gateway: StripeGateway,
+    days_until_due: int,
+    account_id: uuid.UUID,
+    sending: _Sending,
+    store: Store,
+) -> tuple[CollectionMethod, StripeInvoice]:
+    """Steps 1 to 4, each skipped when an earlier try stored its result."""
+    customer = await _customer(factory, gateway, stripe, account_id, sending.customer_id)
+    method = sending.collection_method
+    if method is None:
+        charge = sending.charge_always or (
+            sending.charge_wanted and (await gateway.customer(customer)).default_payment_method
+        )
+        method = CollectionMethod.CHARGE_AUTOMATICALLY if charge else CollectionMethod.SEND_INVOICE
+        # Stored before the invoice is created: a retry sends the very same parameters.
+        await store(collection_method=method, external_customer_id=customer)
+    external = sending.external_id
+    if external is None:
+        created = await gateway.create_invoice(
+            customer=customer,
+            currency=sending.currency,
+            charge_automatically=method is CollectionMethod.CHARGE_AUTOMATICALLY,
+            days_until_due=days_until_due,
+            description=sending.description,
+            metadata={**sending.metadata, "meterflow_account_id": str(account_id)},
+            idempotency_key=f"{sending.key}:invoice",
+        )
+        await _hook(stripe, "invoice")
+        external = created.id
+        await store(external_id=external)
+    for position, item in enumerate(sending.items):
+        await gateway.add_item(
+            customer=customer,
+            invoice=external,
+            amount_minor=item.amount_minor,
+            currency=sending.currency,
+            description=item.description,
+            idempotency_key=f"{sending.key}:item:{position}",
+        )
+        await _hook(stripe, f"item:{position}")
+    final = await gateway.finalize(external, idempotency_key=f"{sending.key}:finalize")
+    await _hook(stripe, "finalize")
+    await store(hosted_invoice_url=final.hosted_invoice_url, synced_at=stripe.clock())
+    return method, final
+
+
 async def sync_invoice(
     factory: SessionFactory, stripe: StripeSync, *, account_id: uuid.UUID, invoice_id: uuid.UUID
 ) -> str | None:
@@ -134,104 +223,33 @@ async def sync_invoice(
         return None
     if creds is None:
         raise PaymentError("Stripe is not connected for this account", retryable=False)
-    items = charges(
+    sending = _Sending(
+        key=f"meterflow:invoice:{invoice_id}",
+        customer_id=invoice.customer_id,
         currency=invoice.currency,
-        lines=invoice.lines,
-        discounts=invoice.discounts,
-        discount_total=invoice.discount,
-        credits_applied=invoice.credits_applied,
-        total=invoice.total,
+        description=f"Usage {invoice.period_start:%Y-%m-%d} to {invoice.period_end:%Y-%m-%d}",
+        metadata={
+            "meterflow_invoice_id": str(invoice_id),
+            "meterflow_customer_id": invoice.customer_id,
+        },
+        items=charges(
+            currency=invoice.currency,
+            lines=invoice.lines,
+            discounts=invoice.discounts,
+            discount_total=invoice.discount,
+            credits_applied=invoice.credits_applied,
+            total=invoice.total,
+        ),
+        charge_wanted=creds.collection_method is CollectionMethod.CHARGE_AUTOMATICALLY,
+        charge_always=False,
+        collection_method=payment.collection_method,
+        external_id=payment.external_id,
     )
-    key = f"meterflow:invoice:{invoice_id}"
+    store = _store(factory, stripe, InvoicePayment, invoice_id, account_id)
     async with StripeGateway(creds.secret_key, api_base=stripe.api_base) as gateway:
-        customer = await _customer(factory, gateway, stripe, account_id, invoice.customer_id)
-        method = payment.collection_method
-        if method is None:
-            wanted = creds.collection_method is CollectionMethod.CHARGE_AUTOMATICALLY
-            on_file = wanted and (await gateway.customer(customer)).default_payment_method
-            method = (
-                CollectionMethod.CHARGE_AUTOMATICALLY if on_file else CollectionMethod.SEND_INVOICE
-            )
-            await _store_payment(
-                factory,
-                stripe,
-                account_id,
-                invoice_id,
-                collection_method=method,
-                external_customer_id=customer,
-            )
-        external = payment.external_id
-        if external is None:
-            created = await gateway.create_invoice(
-                customer=customer,
-                currency=invoice.currency,
-                charge_automatically=method is CollectionMethod.CHARGE_AUTOMATICALLY,
-                days_until_due=creds.days_until_due,
-                description=(
-                    f"Usage {invoice.period_start:%Y-%m-%d} to {invoice.period_end:%Y-%m-%d}"
-                ),
-                metadata={
-                    "meterflow_invoice_id": str(invoice_id),
-                    "meterflow_customer_id": invoice.customer_id,
-                    "meterflow_account_id": str(account_id),
-                },
-                idempotency_key=f"{key}:invoice",
-            )
-            await _hook(stripe, "invoice")
-            external = created.id
-            await _store_payment(factory, stripe, account_id, invoice_id, external_id=external)
-        await _add_items(gateway, stripe, customer, external, invoice.currency, items, key)
-        final = await gateway.finalize(external, idempotency_key=f"{key}:finalize")
-        await _hook(stripe, "finalize")
-    await _store_payment(
-        factory,
-        stripe,
-        account_id,
-        invoice_id,
-        hosted_invoice_url=final.hosted_invoice_url,
-        synced_at=stripe.clock(),
-        last_error=None,
-    )
+        await _send(factory, stripe, gateway, creds.days_until_due, account_id, sending, store)
+    await store(last_error=None)
     return invoice.customer_id
-
-
-async def _add_items(
-    gateway: StripeGateway,
-    stripe: StripeSync,
-    customer: str,
-    invoice: str,
-    currency: str,
-    items: list[Charge],
-    key: str,
-) -> None:
-    for position, item in enumerate(items):
-        await gateway.add_item(
-            customer=customer,
-            invoice=invoice,
-            amount_minor=item.amount_minor,
-            currency=currency,
-            description=item.description,
-            idempotency_key=f"{key}:item:{position}",
-        )
-        await _hook(stripe, f"item:{position}")
-
-
-async def _store_payment(
-    factory: SessionFactory,
-    stripe: StripeSync,
-    account_id: uuid.UUID,
-    invoice_id: uuid.UUID,
-    **values: object,
-) -> None:
-    async with unit_of_work(factory) as session:
-        await session.execute(
-            update(InvoicePayment)
-            .where(
-                col(InvoicePayment.account_id) == account_id,
-                col(InvoicePayment.invoice_id) == invoice_id,
-            )
-            .values(updated_at=stripe.clock(), **values)
-        )
 
 
 async def record_invoice_error(
@@ -267,8 +285,9 @@ async def sync_top_up(
     factory: SessionFactory, stripe: StripeSync, *, account_id: uuid.UUID, top_up_id: uuid.UUID
 ) -> str | None:
     """Send a pending top-up to Stripe and, when it is charged automatically, pay it; grants
-    the credits at once if Stripe answers paid (else its `invoice.paid` webhook will). Raises
-    PaymentError; a card error marks the top-up FAILED (the back-off then applies)."""
+    the credits at once if Stripe answers paid (else its `invoice.paid` webhook will). Returns
+    the customer whose wallet may have moved. Raises PaymentError; a card error marks the
+    top-up FAILED (the back-off then applies)."""
     async with factory() as session:
         row = await top_ups.get(session, account_id=account_id, top_up_id=top_up_id)
         creds = await stripe_connections.credentials(session, account_id=account_id, box=stripe.box)
@@ -276,60 +295,32 @@ async def sync_top_up(
         return None
     if creds is None:
         raise PaymentError("Stripe is not connected for this account", retryable=False)
-    key = f"meterflow:top-up:{top_up_id}"
+    sending = _Sending(
+        key=f"meterflow:top-up:{top_up_id}",
+        customer_id=row.customer_id,
+        currency=row.currency,
+        description="Prepaid credits",
+        metadata={"meterflow_top_up_id": str(top_up_id), "meterflow_customer_id": row.customer_id},
+        items=[
+            Charge(
+                f"Prepaid credits: {row.amount} {row.currency}",
+                minor_units(row.amount, row.currency),
+            )
+        ],
+        # A one-off purchase without a card on file is paid on the invoice's hosted page.
+        charge_wanted=True,
+        charge_always=row.automatic,
+        collection_method=row.collection_method,
+        external_id=row.external_id,
+    )
+    store = _store(factory, stripe, TopUp, top_up_id, account_id)
     async with StripeGateway(creds.secret_key, api_base=stripe.api_base) as gateway:
-        customer = await _customer(factory, gateway, stripe, account_id, row.customer_id)
-        method = row.collection_method
-        if method is None:
-            # Automatic top-ups are charged to the card on file; a one-off purchase without
-            # one is an invoice the customer pays on Stripe's hosted page.
-            on_file = row.automatic or (await gateway.customer(customer)).default_payment_method
-            method = (
-                CollectionMethod.CHARGE_AUTOMATICALLY if on_file else CollectionMethod.SEND_INVOICE
-            )
-            await _store_top_up(
-                factory,
-                stripe,
-                account_id,
-                top_up_id,
-                collection_method=method,
-                external_customer_id=customer,
-            )
-        external = row.external_id
-        if external is None:
-            created = await gateway.create_invoice(
-                customer=customer,
-                currency=row.currency,
-                charge_automatically=method is CollectionMethod.CHARGE_AUTOMATICALLY,
-                days_until_due=creds.days_until_due,
-                description="Prepaid credits",
-                metadata={
-                    "meterflow_top_up_id": str(top_up_id),
-                    "meterflow_customer_id": row.customer_id,
-                    "meterflow_account_id": str(account_id),
-                },
-                idempotency_key=f"{key}:invoice",
-            )
-            await _hook(stripe, "invoice")
-            external = created.id
-            await _store_top_up(factory, stripe, account_id, top_up_id, external_id=external)
-        item = Charge(
-            f"Prepaid credits: {row.amount} {row.currency}", minor_units(row.amount, row.currency)
-        )
-        await _add_items(gateway, stripe, customer, external, row.currency, [item], key)
-        final = await gateway.finalize(external, idempotency_key=f"{key}:finalize")
-        await _hook(stripe, "finalize")
-        await _store_top_up(
-            factory,
-            stripe,
-            account_id,
-            top_up_id,
-            hosted_invoice_url=final.hosted_invoice_url,
-            synced_at=stripe.clock(),
+        method, final = await _send(
+            factory, stripe, gateway, creds.days_until_due, account_id, sending, store
         )
         if method is CollectionMethod.CHARGE_AUTOMATICALLY and final.status != "paid":
             try:
-                final = await gateway.pay(external, idempotency_key=f"{key}:pay")
+                final = await gateway.pay(final.id, idempotency_key=f"{sending.key}:pay")
             except PaymentError as exc:
                 if exc.retryable:
                     raise
@@ -348,25 +339,10 @@ async def sync_top_up(
                 session,
                 account_id=account_id,
                 top_up_id=top_up_id,
-                external_id=external,
+                external_id=final.id,
                 now=stripe.clock(),
             )
     return row.customer_id
-
-
-async def _store_top_up(
-    factory: SessionFactory,
-    stripe: StripeSync,
-    account_id: uuid.UUID,
-    top_up_id: uuid.UUID,
-    **values: object,
-) -> None:
-    async with unit_of_work(factory) as session:
-        await session.execute(
-            update(TopUp)
-            .where(col(TopUp.account_id) == account_id, col(TopUp.id) == top_up_id)
-            .values(updated_at=stripe.clock(), **values)
-        )
 
 
 async def record_top_up_error(

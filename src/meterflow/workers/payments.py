@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,49 +49,57 @@ def stripe_sync(ctx: dict[str, Any]) -> StripeSync:
     )
 
 
-async def sync_invoice_work(
-    ctx: dict[str, Any], account: uuid.UUID, works: list[Work]
+Sync = Callable[..., Awaitable[str | None]]
+Record = Callable[..., Awaitable[None]]
+
+
+async def _each(
+    ctx: dict[str, Any],
+    account: uuid.UUID,
+    works: list[Work],
+    what: str,
+    sync: Sync,
+    record: Record,
 ) -> dict[uuid.UUID, float]:
+    """Send each item; a retryable failure comes back after the outbox's backoff."""
     factory = ctx["session_factory"]
     later: dict[uuid.UUID, float] = {}
     for work in works:
-        invoice_id = uuid.UUID(work.key)
+        row_id = uuid.UUID(work.key)
         try:
-            customer = await payment_sync.sync_invoice(
-                factory, stripe_sync(ctx), account_id=account, invoice_id=invoice_id
-            )
+            customer = await sync(factory, stripe_sync(ctx), account_id=account, **{what: row_id})
         except PaymentError as exc:
-            log.warning("invoice %s to Stripe: %s (retry: %s)", invoice_id, exc, exc.retryable)
-            await payment_sync.record_invoice_error(
-                factory, account_id=account, invoice_id=invoice_id, error=exc, now=_clock()
-            )
+            log.warning("%s %s to Stripe: %s (retry: %s)", what, row_id, exc, exc.retryable)
+            await record(factory, account_id=account, error=exc, now=_clock(), **{what: row_id})
             if exc.retryable:
                 later[work.id] = backoff(work.attempts)
             continue
         if customer is not None:
             await publish(ctx["redis"], *customer_channels(account, customer))
     return later
+
+
+async def sync_invoice_work(
+    ctx: dict[str, Any], account: uuid.UUID, works: list[Work]
+) -> dict[uuid.UUID, float]:
+    return await _each(
+        ctx,
+        account,
+        works,
+        "invoice_id",
+        payment_sync.sync_invoice,
+        payment_sync.record_invoice_error,
+    )
 
 
 async def sync_top_up_work(
     ctx: dict[str, Any], account: uuid.UUID, works: list[Work]
 ) -> dict[uuid.UUID, float]:
-    factory = ctx["session_factory"]
-    later: dict[uuid.UUID, float] = {}
-    for work in works:
-        top_up_id = uuid.UUID(work.key)
-        try:
-            customer = await payment_sync.sync_top_up(
-                factory, stripe_sync(ctx), account_id=account, top_up_id=top_up_id
-            )
-        except PaymentError as exc:
-            log.warning("top-up %s to Stripe: %s (retry: %s)", top_up_id, exc, exc.retryable)
-            await payment_sync.record_top_up_error(
-                factory, account_id=account, top_up_id=top_up_id, error=exc, now=_clock()
-            )
-            if exc.retryable:
-                later[work.id] = backoff(work.attempts)
-            continue
-        if customer is not None:
-            await publish(ctx["redis"], *customer_channels(account, customer))
-    return later
+    return await _each(
+        ctx,
+        account,
+        works,
+        "top_up_id",
+        payment_sync.sync_top_up,
+        payment_sync.record_top_up_error,
+    )
