@@ -556,3 +556,59 @@ async def test_an_unbuilt_bundle_answers_503_with_what_to_do(
             assert response.status_code == 503
             assert "scripts/setup" in response.text
     await app.state.engine.dispose()
+
+
+async def test_a_finalized_invoice_offers_its_hosted_page_and_turns_paid_live(
+    server: str,
+    gql: GraphQLClient,
+    http: httpx.AsyncClient,
+    account: TestAccount,
+    worker: subprocess.Popen[bytes],
+    session_factory: SessionFactory,
+    page: Page,
+    site: _Pages,
+) -> None:
+    from meterflow.secretbox import SecretBox
+    from meterflow.services import payment_sync
+    from meterflow.services.payment_sync import StripeSync
+    from tests.fake_stripe import FakeStripe
+    from tests.test_payments_stripe import FINALIZE, connect_stripe, post_event
+
+    await connect_stripe(gql)
+    await plan_for(gql, "payer")
+    await ingest(gql, calls("payer", 8))
+    await invoice_total(gql, "payer", "2.00")
+    invoice_id = (await gql('{ currentInvoice(customerId: "payer") { id } }'))["currentInvoice"][
+        "id"
+    ]
+    assert (await gql(FINALIZE, {"id": invoice_id}))["finalizeInvoice"]["total"] == "2.00"
+    with FakeStripe() as fake:
+        stripe = StripeSync(
+            box=SecretBox(TEST_SECRET_KEY), clock=lambda: datetime.now(UTC), api_base=fake.url
+        )
+        await payment_sync.sync_invoice(
+            session_factory, stripe, account_id=account.account_id, invoice_id=uuid.UUID(invoice_id)
+        )
+        [sent] = fake.invoices()
+        token = await session_token(gql, "payer")
+        url = site.add(
+            embedding_page(server, token, "<meterflow-invoice $ATTRS></meterflow-invoice>")
+        )
+        await page.goto(url)
+        link = page.locator("meterflow-invoice a.pay")
+        await link.wait_for(timeout=10_000)
+        assert await link.get_attribute("href") == sent["hosted_invoice_url"]
+        assert await link.text_content() == "Pay this invoice"
+        badge = page.locator("meterflow-invoice .badge")
+        assert await badge.text_content() == "finalized"
+        await screenshot(page, "invoice-to-pay.png")
+        paid = await post_event(http, account, fake.mark_paid(sent["id"]))
+        assert paid.status_code == 200
+        # No reload: Stripe's webhook reaches the widget through invoiceUpdated.
+        await page.wait_for_function(
+            """() => document.querySelector('meterflow-invoice')
+                 ?.shadowRoot.querySelector('.badge')?.textContent === 'paid'""",
+            timeout=10_000,
+        )
+        assert await page.locator("meterflow-invoice a.pay").count() == 0
+        await screenshot(page, "invoice-paid.png")

@@ -4,7 +4,8 @@ import { customElement, state } from "lit/decorators.js";
 import { MeterflowElement, theme } from "./base";
 
 const FIELDS = `id status currency periodStart periodEnd subtotal discount creditsApplied total
-  updatedAt lines { kind name meterApiName dimensions units amount } discounts { name amount }`;
+  updatedAt lines { kind name meterApiName dimensions units amount } discounts { name amount }
+  payment { status hostedInvoiceUrl }`;
 
 export interface InvoiceLine {
   kind: string;
@@ -28,6 +29,20 @@ export interface Invoice {
   updatedAt: string;
   lines: InvoiceLine[];
   discounts: { name: string; amount: string }[];
+  payment: { status: string; hostedInvoiceUrl: string | null } | null;
+}
+
+/** Stripe's hosted page for a finalized invoice still to pay; only an http(s) address. */
+export function payUrl(invoice: Invoice): string | null {
+  const payment = invoice.payment;
+  if (invoice.status !== "FINALIZED" || !payment?.hostedInvoiceUrl) return null;
+  if (payment.status !== "PENDING" && payment.status !== "FAILED") return null;
+  try {
+    const url = new URL(payment.hostedInvoiceUrl);
+    return url.protocol === "https:" || url.protocol === "http:" ? url.href : null;
+  } catch {
+    return null;
+  }
 }
 
 @customElement("meterflow-invoice")
@@ -48,6 +63,12 @@ export class MeterflowInvoice extends MeterflowElement {
       tfoot tr.total-row td {
         font-weight: 600;
         border-top: 2px solid var(--meterflow-text-color, #1f2328);
+      }
+      .pay {
+        display: inline-block;
+        margin: 0.5em 0;
+        font-weight: 600;
+        color: var(--meterflow-accent-color, #0969da);
       }
       .badge {
         font-size: 0.8em;
@@ -97,6 +118,7 @@ export class MeterflowInvoice extends MeterflowElement {
       </section>`;
     }
     const c = invoice.currency;
+    const pay = payUrl(invoice);
     return html`<section aria-label="Current invoice" aria-busy="false">
       <div class="head">
         <h2>Current invoice</h2>
@@ -110,6 +132,11 @@ export class MeterflowInvoice extends MeterflowElement {
           >${this.money(invoice.total, c)}</span
         >
       </div>
+      ${pay
+        ? html`<a class="pay" part="pay" href=${pay} target="_blank" rel="noopener noreferrer"
+            >Pay this invoice</a
+          >`
+        : null}
       <table>
         <caption class="sr-only">Invoice lines</caption>
         <thead>
