@@ -435,3 +435,55 @@ async def test_hostile_payment_inputs_are_refused_by_field(
     assert missing["setAutoTopUp"]["__typename"] == "NotFoundError"
     # Nothing was bought by any of it.
     assert (await gql('{ topUps(customerId: "h") { id } }'))["topUps"] == []
+
+
+async def test_usage_that_drains_the_wallet_tops_it_up_through_the_worker(
+    gql: GraphQLClient, fake: FakeStripe, stripe_worker: subprocess.Popen[bytes]
+) -> None:
+    await connect_stripe(gql)
+    await create_meter(gql, "ApiCalls")
+    plan = await make_plan(
+        gql, [{"meterApiName": "ApiCalls", "priceModel": {"type": "per_unit", "unitPrice": "0.5"}}]
+    )
+    await assign(gql, "prepaid", plan)
+    stripe_id = await stripe_customer_with_card(fake, "Prepaid Inc")
+    await gql(
+        """mutation($id: String!) { updateCustomer(input: {customerId: "prepaid",
+        stripeCustomerId: $id}) { __typename } }""",
+        {"id": stripe_id},
+    )
+    await gql(
+        """mutation { grantCredits(input: {customerId: "prepaid", amount: "3"}) {
+        __typename } }"""
+    )
+    rule = await gql(
+        """mutation { setAutoTopUp(input: {customerId: "prepaid", threshold: "2",
+        amount: "20"}) { __typename ... on AutoTopUp { currency threshold amount enabled } } }"""
+    )
+    assert rule["setAutoTopUp"] == {
+        "__typename": "AutoTopUp",
+        "currency": "USD",
+        "threshold": "2.00",
+        "amount": "20.00",
+        "enabled": True,
+    }
+    # 4 calls at 0.50 draw 2.00 of the 3.00: 1.00 left, under the threshold.
+    await ingest(gql, calls("prepaid", 4, 1))
+    wallet = """{ wallet(customerId: "prepaid") { balance autoTopUp { threshold } } }"""
+
+    async def topped_up() -> dict[str, Any] | None:
+        shown = (await gql(wallet))["wallet"]
+        return shown if shown["balance"] == "21.00" else None
+
+    shown = await until(topped_up, within=30)
+    assert shown["autoTopUp"] == {"threshold": "2.00"}
+    rows = (await gql('{ topUps(customerId: "prepaid") { status automatic amount externalId } }'))[
+        "topUps"
+    ]
+    assert [(r["status"], r["automatic"], r["amount"]) for r in rows] == [("PAID", True, "20.00")]
+    sent = fake.invoice(rows[0]["externalId"])
+    assert (sent["customer"], sent["collection_method"], sent["status"]) == (
+        stripe_id,
+        "charge_automatically",
+        "paid",
+    )
