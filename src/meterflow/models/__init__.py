@@ -37,6 +37,12 @@ from meterflow.models.usage import (
     UsageRollup,
     UsageWatermark,
 )
+from meterflow.models.webhooks import (
+    WalletLowState,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 
 __all__ = [
     "Account",
@@ -78,4 +84,8 @@ __all__ = [
     "UsageRollup",
     "UsageWatermark",
     "WalletLedgerEntry",
+    "WalletLowState",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
 ]
