@@ -35,7 +35,8 @@ def key_of(secret: str) -> bytes:
         raise ValueError("a webhook secret is whsec_ followed by base64") from exc
     if not MIN_KEY_BYTES <= len(key) <= MAX_KEY_BYTES:
         raise ValueError(
-            f"a webhook secret's key is {MIN_KEY_BYTES} to {MAX_KEY_BYTES} bytes (base64 after whsec_)"
+            f"a webhook secret's key is {MIN_KEY_BYTES} to {MAX_KEY_BYTES} bytes "
+            "(base64 after whsec_)"
         )
     return key
 
