@@ -32,7 +32,7 @@ from tests.client import GraphQLClient, TestAccount
 from tests.conftest import ROOT, _admin_execute, running_server
 from tests.helpers import create_meter, ingest, until
 from tests.services import TestServices
-from tests.test_alerts import CREATE, hours
+from tests.test_alerts import CREATE, SECRET, hours
 from tests.ws import connect
 
 SWITCH = "METERFLOW_ALLOW_PRIVATE_WEBHOOK_TARGETS"
@@ -256,7 +256,7 @@ async def test_creation_accepts_public_https_without_needing_the_network(
             CREATE,
             rule(
                 "public",
-                {"type": "WEBHOOK", "target": "https://93.184.216.34/hook", "secret": "s"},
+                {"type": "WEBHOOK", "target": "https://93.184.216.34/hook", "secret": SECRET},
                 {"type": "SLACK", "target": "https://[2606:4700:4700::1111]:8443/services/T/B/X"},
             ),
         )
@@ -367,7 +367,7 @@ async def test_customer_tokens_see_the_alert_but_no_delivery(
             CREATE,
             rule(
                 "token view",
-                {"type": "WEBHOOK", "target": f"{ok.base}/hook", "secret": "whsec_hidden"},
+                {"type": "WEBHOOK", "target": f"{ok.base}/hook", "secret": SECRET},
                 {"type": "SLACK", "target": f"{ok.base}/services/T0/B0/{SLACK_SECRET}"},
             ),
         )
@@ -398,6 +398,7 @@ async def test_customer_tokens_see_the_alert_but_no_delivery(
             ("FORBIDDEN", ["alertEvents", 0, "deliveries"])
         ]
         assert SLACK_SECRET not in response.text and str(ok.base) not in response.text
+        assert SECRET not in response.text
         rules = await gql.errors("{ alertRules { channels { target } } }", key=token)
         assert rules[0]["extensions"]["code"] == "FORBIDDEN"
 

@@ -4,8 +4,7 @@ receivers (an HTTP server for webhooks and Slack, a real SMTP server)."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
+import base64
 import json
 import subprocess
 import sys
@@ -20,7 +19,10 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from redis.asyncio import Redis
+from sqlalchemy import text
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from meterflow import webhook_signing
 from meterflow.jobs import JobQueue
 from meterflow.workers import rollup
 from tests.client import GraphQLClient, TestAccount
@@ -28,9 +30,10 @@ from tests.conftest import ROOT, free_port
 from tests.helpers import create_meter, ingest, until
 from tests.ws import connect
 
-SECRET = "whsec_test"
+SECRET = webhook_signing.new_secret()
 CREATE = """mutation($input: CreateAlertRuleInput!) { createAlertRule(input: $input) {
-    __typename ... on AlertRule { id } ... on Error { message } } }"""
+    __typename ... on AlertRule { id channels { type signingSecret } }
+    ... on ValidationError { field } ... on Error { message } } }"""
 EVENTS = """query($c: String) { alertEvents(customerId: $c) { id customerId value message
     deliveries { channel status attempts lastStatusCode lastError } } }"""
 
@@ -97,15 +100,19 @@ def alert_worker(
     process.wait(15)
 
 
-def verify(headers: dict[str, str], body: bytes) -> dict[str, Any]:
-    """What a receiver does: recompute the signature over "<t>.<body>" with its secret."""
-    parts = dict(item.split("=", 1) for item in headers["Meterflow-Signature"].split(","))
-    expected = hmac.new(
-        SECRET.encode(), f"{parts['t']}.".encode() + body, hashlib.sha256
-    ).hexdigest()
-    assert hmac.compare_digest(parts["v1"], expected), "bad signature"
-    assert abs(time.time() - int(parts["t"])) < 300
-    return json.loads(body)  # type: ignore[no-any-return]
+def verify(headers: dict[str, str], body: bytes, secret: str = SECRET) -> dict[str, Any]:
+    """What a receiver does: verify with the standardwebhooks library (signature over
+    "<webhook-id>.<webhook-timestamp>.<body>", timestamp within 5 minutes). The webhook-id is
+    the alert's id."""
+    envelope: dict[str, Any] = Webhook(secret).verify(body, headers)
+    named = {k.lower(): v for k, v in headers.items()}
+    assert named["webhook-id"] == envelope["id"]
+    assert named["webhook-signature"].startswith("v1,")
+    with pytest.raises(WebhookVerificationError):  # a forged body is refused
+        Webhook(secret).verify(body + b" ", headers)
+    with pytest.raises(WebhookVerificationError):  # and so is another secret
+        Webhook(webhook_signing.new_secret()).verify(body, headers)
+    return envelope
 
 
 def hours(customer: str, value: float, at: datetime) -> dict[str, Any]:
@@ -172,7 +179,7 @@ async def test_any_customer_over_1000_hours_in_a_week_fires_once(
         assert envelope["type"] == "alert.fired"
         assert envelope["data"]["customerId"] == "big"
         assert envelope["data"]["value"] == "1100"
-        assert webhook.requests[0][1]["Meterflow-Event-Id"] == envelope["id"]
+        assert not any(h.lower().startswith("meterflow-") for h in webhook.requests[0][1])
         assert "big" in json.loads(slack.requests[0][2])["text"]
         assert b"heavy week" in box.messages[-1]
         events = (await gql(EVENTS, {"c": None}))["alertEvents"]
@@ -263,7 +270,7 @@ async def test_receiver_failing_twice_gets_it_exactly_once_and_a_dead_one_is_vis
     flaky, dead = Receiver(fail=2), Receiver(fail=10**6)
     try:
         await create_meter(gql, "usage-hours")
-        await gql(
+        created = await gql(
             CREATE,
             {
                 "input": {
@@ -294,13 +301,187 @@ async def test_receiver_failing_twice_gets_it_exactly_once_and_a_dead_one_is_vis
         assert by_status["FAILED"]["lastStatusCode"] == 500
         assert len(flaky.requests) == 3
         ids = {verify(h, b)["id"] for _, h, b in flaky.requests}
-        assert len(ids) == 1  # the same alert each time: receivers can dedupe by id
+        webhook_ids = {h["webhook-id"] for _, h, _ in flaky.requests}
+        assert webhook_ids == ids == {events[0]["id"]}  # receivers can dedupe by webhook-id
         gaps = [b[0] - a[0] for a, b in zip(dead.requests, dead.requests[1:], strict=False)]
         assert len(dead.requests) == 4
         assert gaps == sorted(gaps) and gaps[-1] > 1.5 * gaps[0]  # backing off
+        # The channel given no secret signs with the one generated for it.
+        generated = created["createAlertRule"]["channels"][1]["signingSecret"]
+        assert {verify(h, b, generated)["id"] for _, h, b in dead.requests} == {events[0]["id"]}
     finally:
         flaky.close()
         dead.close()
+
+
+async def test_a_webhook_given_no_secret_gets_one_shown_once_and_signed_with(
+    gql: GraphQLClient, alert_worker: subprocess.Popen[bytes]
+) -> None:
+    webhook, given, slack = Receiver(), Receiver(), Receiver()
+    try:
+        await create_meter(gql, "usage-hours")
+        created = await gql(
+            CREATE,
+            {
+                "input": {
+                    "name": "generated",
+                    "subject": "USAGE",
+                    "meterApiName": "usage-hours",
+                    "condition": "GREATER_THAN",
+                    "threshold": "0",
+                    "range": "DAY",
+                    "channels": [
+                        {"type": "WEBHOOK", "target": webhook.url},
+                        {"type": "WEBHOOK", "target": given.url, "secret": SECRET},
+                        {"type": "SLACK", "target": slack.url},
+                        {"type": "EMAIL", "target": "ops@example.com"},
+                    ],
+                }
+            },
+        )
+        rule = created["createAlertRule"]
+        assert rule["__typename"] == "AlertRule", created
+        shown = [(c["type"], c["signingSecret"]) for c in rule["channels"]]
+        generated = shown[0][1]
+        assert webhook_signing.is_valid_secret(generated) and generated != SECRET
+        assert shown == [
+            ("WEBHOOK", generated),
+            ("WEBHOOK", SECRET),
+            ("SLACK", None),
+            ("EMAIL", None),
+        ]
+        # Shown once: never again, neither by alertRules nor by deleteAlertRule.
+        listed = (await gql("{ alertRules { channels { type signingSecret } } }"))["alertRules"]
+        assert [c["signingSecret"] for c in listed[0]["channels"]] == [None] * 4
+
+        await ingest(gql, [hours("gen", 1, datetime.now(UTC) - timedelta(seconds=5))])
+        await until(lambda: _async(len(webhook.requests) == len(given.requests) == 1))
+        assert (
+            verify(webhook.requests[0][1], webhook.requests[0][2], generated)["data"]["customerId"]
+            == "gen"
+        )
+        assert verify(given.requests[0][1], given.requests[0][2], SECRET)["data"]["value"] == "1"
+        deleted = await gql(
+            """mutation($id: ID!) { deleteAlertRule(id: $id) {
+                ... on AlertRule { channels { signingSecret } } } }""",
+            {"id": rule["id"]},
+        )
+        assert [c["signingSecret"] for c in deleted["deleteAlertRule"]["channels"]] == [None] * 4
+    finally:
+        webhook.close()
+        given.close()
+        slack.close()
+
+
+async def test_a_rule_stored_with_a_free_form_secret_is_delivered_unsigned(
+    gql: GraphQLClient, session_factory: Any, alert_worker: subprocess.Popen[bytes]
+) -> None:
+    """Rules from before whsec_ secrets were required may hold any secret, or none: they still
+    deliver (with webhook-id and webhook-timestamp), but no signature a receiver would accept."""
+    legacy, unsigned = Receiver(), Receiver()
+    try:
+        await create_meter(gql, "usage-hours")
+        created = await gql(
+            CREATE,
+            {
+                "input": {
+                    "name": "legacy secret",
+                    "subject": "USAGE",
+                    "meterApiName": "usage-hours",
+                    "condition": "GREATER_THAN",
+                    "threshold": "0",
+                    "range": "DAY",
+                    "channels": [{"type": "WEBHOOK", "target": legacy.url}],
+                }
+            },
+        )
+        old = [
+            {"type": "WEBHOOK", "target": legacy.url, "secret": "hunter2"},
+            {"type": "WEBHOOK", "target": unsigned.url},
+        ]
+        async with session_factory() as session:
+            await session.execute(
+                text("UPDATE alert_rules SET channels = CAST(:c AS jsonb) WHERE id = :id"),
+                {"c": json.dumps(old), "id": created["createAlertRule"]["id"]},
+            )
+            await session.commit()
+        await ingest(gql, [hours("old", 1, datetime.now(UTC) - timedelta(seconds=5))])
+        await until(lambda: _async(len(legacy.requests) == len(unsigned.requests) == 1))
+        event_id = (await gql(EVENTS, {"c": "old"}))["alertEvents"][0]["id"]
+        for receiver in (legacy, unsigned):
+            _, headers, body = receiver.requests[0]
+            assert headers["webhook-id"] == json.loads(body)["id"] == event_id
+            assert abs(int(headers["webhook-timestamp"]) - time.time()) < 60
+            assert "webhook-signature" not in headers
+            with pytest.raises(WebhookVerificationError):
+                Webhook(SECRET).verify(body, headers)
+    finally:
+        legacy.close()
+        unsigned.close()
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "hunter2",
+        "whsec_!!!",
+        "whsec_" + base64.b64encode(b"8 bytes!").decode(),
+        "whsec_" + base64.b64encode(bytes(65)).decode(),
+        "",
+    ],
+)
+async def test_a_webhook_secret_that_is_no_whsec_secret_is_refused(
+    gql: GraphQLClient, secret: str
+) -> None:
+    await create_meter(gql, "usage-hours")
+    refused = await gql(
+        CREATE,
+        {
+            "input": {
+                "name": "bad secret",
+                "subject": "USAGE",
+                "meterApiName": "usage-hours",
+                "condition": "GREATER_THAN",
+                "threshold": "0",
+                "range": "DAY",
+                "channels": [
+                    {"type": "EMAIL", "target": "ops@example.com"},
+                    {"type": "WEBHOOK", "target": "https://93.184.216.34/hook", "secret": secret},
+                ],
+            }
+        },
+    )
+    result = refused["createAlertRule"]
+    assert result["__typename"] == "ValidationError", result
+    assert result["field"] == "channels[1].secret"
+    assert "whsec_ followed by the base64 of 24 to 64 random bytes" in result["message"]
+    assert not secret or secret not in result["message"]  # a credential: never echoed
+    assert (await gql("{ alertRules { id } }"))["alertRules"] == []
+
+
+async def test_slack_and_email_channels_keep_taking_any_secret(gql: GraphQLClient) -> None:
+    """Unchanged for them: a secret given is stored sealed and unused (they are not signed)."""
+    await create_meter(gql, "usage-hours")
+    created = await gql(
+        CREATE,
+        {
+            "input": {
+                "name": "unsigned kinds",
+                "subject": "USAGE",
+                "meterApiName": "usage-hours",
+                "condition": "GREATER_THAN",
+                "threshold": "0",
+                "range": "DAY",
+                "channels": [
+                    {"type": "SLACK", "target": "https://93.184.216.34/s", "secret": "hunter2"},
+                    {"type": "EMAIL", "target": "ops@example.com", "secret": "x"},
+                ],
+            }
+        },
+    )
+    rule = created["createAlertRule"]
+    assert rule["__typename"] == "AlertRule", created
+    assert [c["signingSecret"] for c in rule["channels"]] == [None, None]
 
 
 async def test_undefined_meters_and_customers_are_noticed(gql: GraphQLClient) -> None:

@@ -11,11 +11,14 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from meterflow import webhook_signing
 from meterflow.db import SessionFactory
 from meterflow.secretbox import SecretBox, UnreadableSecretError
 from tests.client import GraphQLClient, TestAccount
 from tests.conftest import ROOT, TEST_SECRET_KEY, running_server
 from tests.helpers import create_meter
+
+SIGNING_SECRET = webhook_signing.new_secret()
 
 NEW_KEY = "the-next-secret-key-0123456789abcdefghij"
 
@@ -90,7 +93,11 @@ async def test_rotate_secrets_moves_stored_credentials_to_the_new_key(
                 "threshold": "1",
                 "range": "DAY",
                 "channels": [
-                    {"type": "WEBHOOK", "target": "https://93.184.216.34/h", "secret": "whsec_r"}
+                    {
+                        "type": "WEBHOOK",
+                        "target": "https://93.184.216.34/h",
+                        "secret": SIGNING_SECRET,
+                    }
                 ],
             }
         },
@@ -113,18 +120,18 @@ async def test_rotate_secrets_moves_stored_credentials_to_the_new_key(
         assert "re-encrypted" in result.stdout
 
     before = await stored()
-    assert SecretBox(TEST_SECRET_KEY).open(before["secret"]) == "whsec_r"
+    assert SecretBox(TEST_SECRET_KEY).open(before["secret"]) == SIGNING_SECRET
     rotate(NEW_KEY, TEST_SECRET_KEY)
     try:
         after = await stored()
         assert after["secret"] != before["secret"]
-        assert SecretBox(NEW_KEY).open(after["secret"]) == "whsec_r"
+        assert SecretBox(NEW_KEY).open(after["secret"]) == SIGNING_SECRET
         assert SecretBox(NEW_KEY).open(after["target"]) == "https://93.184.216.34/h"
         with pytest.raises(UnreadableSecretError):
             SecretBox(TEST_SECRET_KEY).open(after["secret"])
     finally:
         rotate(TEST_SECRET_KEY, NEW_KEY)
-    assert SecretBox(TEST_SECRET_KEY).open((await stored())["secret"]) == "whsec_r"
+    assert SecretBox(TEST_SECRET_KEY).open((await stored())["secret"]) == SIGNING_SECRET
 
 
 def test_rotate_secrets_needs_the_secret_key(server_env: dict[str, str]) -> None:

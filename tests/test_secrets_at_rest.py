@@ -203,3 +203,36 @@ async def test_a_rule_written_before_encryption_still_delivers(
         assert box.open(channels[0]["target"]) == webhook.url
     finally:
         webhook.close()
+
+
+async def test_a_generated_signing_secret_is_sealed_too(
+    gql: GraphQLClient, session_factory: SessionFactory, account: TestAccount
+) -> None:
+    """The secret meterflow generates for a WEBHOOK channel given none is shown once, in the
+    answer, and stored like a given one: encrypted."""
+    await create_meter(gql, "usage-hours")
+    created = await gql(
+        CREATE,
+        {
+            "input": {
+                "name": "generated secret",
+                "subject": "USAGE",
+                "meterApiName": "usage-hours",
+                "condition": "GREATER_THAN",
+                "threshold": "10",
+                "range": "DAY",
+                "channels": [{"type": "WEBHOOK", "target": "https://93.184.216.34/hook"}],
+            }
+        },
+    )
+    rule = created["createAlertRule"]
+    generated = rule["channels"][0]["signingSecret"]
+    assert generated.startswith("whsec_"), created
+    stored = await rows_as_text(session_factory, "alert_rules", account)
+    assert "generated secret" in stored and generated not in stored
+    async with session_factory() as session:
+        channels = await session.scalar(
+            text("SELECT channels FROM alert_rules WHERE id = :id"), {"id": rule["id"]}
+        )
+    assert channels is not None
+    assert SecretBox(TEST_SECRET_KEY).open(channels[0]["secret"]) == generated

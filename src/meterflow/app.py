@@ -78,7 +78,10 @@ def create_app(settings: Settings) -> Starlette:
         max_request_bytes=settings.max_request_bytes,
     )
     stripe_webhook = StripeWebhook(
-        session_factory=session_factory, box=SecretBox.from_keys(secret_keys), redis=redis
+        session_factory=session_factory,
+        box=SecretBox.from_keys(secret_keys),
+        redis=redis,
+        jobs=jobs,
     )
     portal_session = PortalSession(session_factory=session_factory, secret_key=secret_keys[0])
     demo_page = DemoPage(

@@ -76,13 +76,14 @@ def cmd_account_create(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _reseal(settings: Settings, secret_keys: tuple[str, ...]) -> int:
     from meterflow.secretbox import SecretBox
-    from meterflow.services import alerts, stripe_connections
+    from meterflow.services import alerts, stripe_connections, webhook_endpoints
 
     box = SecretBox.from_keys(secret_keys)
     engine = create_engine(settings.database_url, pool_size=1)
     try:
         async with unit_of_work(create_session_factory(engine)) as session:
             rewritten = await alerts.reseal_all(session, box=box)
+            rewritten += await webhook_endpoints.reseal_all(session, box=box)
             return rewritten + await stripe_connections.reseal_all(session, box=box)
     finally:
         await engine.dispose()
@@ -92,8 +93,8 @@ def cmd_rotate_secrets(args: argparse.Namespace, settings: Settings) -> int:
     secret_keys = settings.required_secret_keys()
     rewritten = asyncio.run(_reseal(settings, secret_keys))
     print(
-        f"re-encrypted the credentials of {rewritten} alert rules, deliveries and Stripe "
-        "connections under the "
+        f"re-encrypted the credentials of {rewritten} alert rules, deliveries, webhook "
+        "endpoints and Stripe connections under the "
         "current METERFLOW_SECRET_KEY; keep the previous keys listed until the session tokens "
         "they signed have expired (30 days at most)"
     )

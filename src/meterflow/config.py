@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     # link-local addresses (local receivers). Off, webhook and Slack targets are public https.
     allow_private_webhook_targets: bool = False
 
+    # Webhook endpoints: retries back off from this many seconds, doubling (at most 10 h apart),
+    # for the window; an endpoint failing for the whole window is disabled.
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0)
+    webhook_retry_window_seconds: float = Field(default=3 * 24 * 3600.0, gt=0)
+
     # Stripe's API base URL: unset for Stripe itself; a local fake in tests, or a proxy.
     stripe_api_base: str | None = None
     # After a failed top-up payment, the next automatic top-up of that wallet waits this long.

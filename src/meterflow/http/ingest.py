@@ -21,7 +21,7 @@ from meterflow.http import wire
 from meterflow.http.auth import presented_key
 from meterflow.jobs import JobQueue
 from meterflow.pubsub import event_channels, publish
-from meterflow.services import accounts, ingestion
+from meterflow.services import accounts, ingestion, outbox, webhook_events
 from meterflow.services.ingestion import IngestReport, Status
 
 log = logging.getLogger("meterflow.ingest")
@@ -122,4 +122,6 @@ async def _ingest(deps: Ingest, request: Request) -> Response:
     if report.accepted:
         await deps.jobs.request_rollup(principal.account_id)
         await publish(deps.redis, *event_channels(principal.account_id, report.meters))
+    if webhook_events.written(session):  # customer.created for customers the batch made
+        await deps.jobs.run_outbox(principal.account_id, outbox.DELIVER_WEBHOOK)
     return _report_response(report, request)

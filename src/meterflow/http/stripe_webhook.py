@@ -19,10 +19,11 @@ from starlette.responses import JSONResponse, Response
 
 from meterflow.db import TIMEOUT_MESSAGE, SessionFactory, is_timeout, is_transient, unit_of_work
 from meterflow.errors import ValidationError
+from meterflow.jobs import JobQueue
 from meterflow.payments.gateway import verify_event
 from meterflow.pubsub import customer_channels, publish
 from meterflow.secretbox import SecretBox, UnreadableSecretError
-from meterflow.services import stripe_connections, stripe_events
+from meterflow.services import outbox, stripe_connections, stripe_events, webhook_events
 
 log = logging.getLogger("meterflow.http.stripe_webhook")
 
@@ -36,6 +37,7 @@ class StripeWebhook:
     session_factory: SessionFactory
     box: SecretBox
     redis: Redis
+    jobs: JobQueue
 
     async def endpoint(self, request: Request) -> Response:
         try:
@@ -76,6 +78,8 @@ class StripeWebhook:
             if is_transient(exc):
                 return _answer(503, "the database is unavailable; retry shortly")
             raise
+        for account in webhook_events.written(session):  # invoice.paid and the like, now
+            await self.jobs.run_outbox(account, outbox.DELIVER_WEBHOOK)
         channels = [
             c
             for customer in sorted(handled.customers)

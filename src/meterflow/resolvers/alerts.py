@@ -132,7 +132,8 @@ class AlertMutations:
                 allow_private_targets=info.context.allow_private_webhook_targets,
                 box=_box(info),
             ),
-            lambda rule: AlertRule.from_model(rule, _box(info)),
+            # The one answer that shows WEBHOOK channels' signing secrets.
+            lambda rule: AlertRule.from_model(rule, _box(info), reveal_secrets=True),
         )
 
     @strawberry.mutation(description="Disable a rule (its history stays).")

@@ -40,7 +40,12 @@ class AlertChannelType(enum.Enum):
 class AlertChannelInput:
     type: AlertChannelType
     target: str = strawberry.field(description="URL (webhook, Slack) or email address.")
-    secret: str | None = strawberry.field(default=None, description="Webhook signing secret.")
+    secret: str | None = strawberry.field(
+        default=None,
+        description="WEBHOOK: the Standard Webhooks signing secret, whsec_ followed by the "
+        "base64 of 24 to 64 random bytes. Left out, meterflow generates one and shows it once "
+        "as signingSecret in createAlertRule's answer.",
+    )
 
 
 @strawberry.input
@@ -67,6 +72,13 @@ class CreateAlertRuleInput:
 class AlertChannel:
     type: str
     target: str
+    signing_secret: str | None = strawberry.field(
+        default=None,
+        description="WEBHOOK: the Standard Webhooks secret (whsec_...) that signs its "
+        "deliveries (webhook-id, webhook-timestamp, webhook-signature headers), given or "
+        "generated. Shown once, in createAlertRule's answer: store it now. Null everywhere "
+        "else (alertRules, deleteAlertRule) and for SLACK and EMAIL.",
+    )
 
 
 @strawberry.type
@@ -86,7 +98,11 @@ class AlertRule:
     created_at: datetime
 
     @classmethod
-    def from_model(cls, row: models.AlertRule, box: SecretBox) -> AlertRule:
+    def from_model(
+        cls, row: models.AlertRule, box: SecretBox, *, reveal_secrets: bool = False
+    ) -> AlertRule:
+        """`reveal_secrets`: for createAlertRule's answer only, the one time a WEBHOOK
+        channel's signing secret is shown."""
         return cls(
             id=strawberry.ID(str(row.id)),
             name=row.name,
@@ -97,7 +113,13 @@ class AlertRule:
             customer_id=row.customer_id,
             currency=row.currency,
             channels=[
-                AlertChannel(type=c["type"], target=shown_target(box, c["target"]))
+                AlertChannel(
+                    type=c["type"],
+                    target=shown_target(box, c["target"]),
+                    signing_secret=box.open(c["secret"])
+                    if reveal_secrets and c["type"] == "WEBHOOK" and c.get("secret")
+                    else None,
+                )
                 for c in row.channels
             ],
             enabled=row.enabled,

@@ -17,6 +17,7 @@ from meterflow.db import SessionFactory, unit_of_work
 from meterflow.jobs import JobQueue
 from meterflow.pubsub import Broker, publish
 from meterflow.secretbox import SecretBox
+from meterflow.services import outbox, webhook_events
 from meterflow.services.accounts import AccountPrincipal
 from meterflow.services.sessions import CustomerPrincipal
 
@@ -51,3 +52,7 @@ class Context:
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
         async with unit_of_work(self.session_factory) as session:
             yield session
+        # Committed: the webhook deliveries it wrote start now (the sweep is the safety net).
+        if self.jobs is not None:
+            for account_id in webhook_events.written(session):
+                await self.jobs.run_outbox(account_id, outbox.DELIVER_WEBHOOK)

@@ -22,6 +22,7 @@ from meterflow.resolvers.payments import PaymentMutations, PaymentQueries
 from meterflow.resolvers.realtime import RealtimeSubscriptions
 from meterflow.resolvers.sessions import SessionMutations
 from meterflow.resolvers.usage import UsageQueries
+from meterflow.resolvers.webhooks import WebhookMutations, WebhookQueries
 from meterflow.schema.discovery import AdminOnlySchemaDiscovery, SuggestionHidingExecutor
 from meterflow.schema.input_text import StorableInputText
 from meterflow.schema.scalars import SCALAR_MAP
@@ -38,6 +39,7 @@ Query = merge_types(
         UsageQueries,
         BillingQueries,
         PaymentQueries,
+        WebhookQueries,
         AlertQueries,
     ),
 )
@@ -50,6 +52,7 @@ Mutation = merge_types(
         EventMutations,
         BillingMutations,
         PaymentMutations,
+        WebhookMutations,
         SessionMutations,
         AlertMutations,
     ),

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from meterflow import netguard
+from meterflow import netguard, webhook_signing
 from meterflow.errors import NotFoundError, ValidationError
 from meterflow.models import (
     AlertDelivery,
@@ -22,7 +22,15 @@ from meterflow.models import (
     AlertRule,
 )
 from meterflow.secretbox import SecretBox, UnreadableSecretError
-from meterflow.services import alert_checks, alert_figures, meters, outbox, validation
+from meterflow.services import (
+    alert_checks,
+    alert_figures,
+    meters,
+    outbox,
+    validation,
+    webhook_events,
+    webhook_payloads,
+)
 from meterflow.services.alert_figures import Figure
 from meterflow.services.timebuckets import Grouping, floor, following
 
@@ -81,6 +89,22 @@ class RuleSpec:
     customer_id: str | None = None
     channels: tuple[dict[str, Any], ...] = ()
     currency: str | None = None  # BALANCE: the wallet watched
+
+
+def _signing_secret(given: Any, *, name: str, index: int) -> str:
+    """A WEBHOOK channel's Standard Webhooks secret: the one given if it is a valid whsec_
+    secret, a new one if none was given. Never echoed in the error (it is a credential)."""
+    if given is None:
+        return webhook_signing.new_secret()
+    if not isinstance(given, str) or not webhook_signing.is_valid_secret(given):
+        raise ValidationError(
+            f"rule {name!r}: channels[{index}] (WEBHOOK) secret must be a Standard Webhooks "
+            f"secret: whsec_ followed by the base64 of {webhook_signing.MIN_KEY_BYTES} to "
+            f"{webhook_signing.MAX_KEY_BYTES} random bytes (leave it out and one is generated, "
+            "shown once in the answer as signingSecret)",
+            field=f"channels[{index}].secret",
+        )
+    return given
 
 
 async def create_rule(
@@ -157,9 +181,10 @@ async def create_rule(
                 ) from None
         if kind == "EMAIL":
             validation.email(target, field=f"channels[{i}].target")
-        channels.append(
-            seal_channel(box, {"type": kind, "target": target, "secret": channel.get("secret")})
-        )
+        secret = channel.get("secret")
+        if kind == "WEBHOOK":
+            secret = _signing_secret(secret, name=name, index=i)
+        channels.append(seal_channel(box, {"type": kind, "target": target, "secret": secret}))
     rule = AlertRule(
         account_id=account_id,
         name=name,
@@ -245,6 +270,14 @@ async def _fire(
         account_id=rule.account_id,
         kind=outbox.DELIVER_ALERT,
         items={str(d.id): {} for d in deliveries},
+    )
+    await session.flush()
+    await webhook_events.notify(
+        session,
+        account_id=rule.account_id,
+        event_type="alert.fired",
+        build=lambda: [({"alert": webhook_payloads.alert(event, rule)}, str(rule.id))],
+        now=event.created_at,
     )
     return event
 

@@ -12,7 +12,7 @@ from sqlmodel import col
 
 from meterflow.errors import InvalidTransitionError, NotFoundError
 from meterflow.models import Customer, PlanAssignment, PlanStatus
-from meterflow.services import plans
+from meterflow.services import plans, webhook_events, webhook_payloads
 from meterflow.services.periods import floor_interval
 from meterflow.services.validation import utc_time
 
@@ -73,7 +73,22 @@ async def assign_plan(
     )
     session.add(assignment)
     await session.flush()
+    await _assigned(session, account_id, [assignment], now)
     return assignment
+
+
+async def _assigned(
+    session: AsyncSession, account_id: uuid.UUID, rows: list[PlanAssignment], now: datetime
+) -> None:
+    await webhook_events.notify(
+        session,
+        account_id=account_id,
+        event_type="plan.assigned",
+        build=lambda: [
+            ({"assignment": webhook_payloads.assignment(a)}, a.customer_id) for a in rows
+        ],
+        now=now,
+    )
 
 
 async def assign_default_plan(
@@ -84,13 +99,15 @@ async def assign_default_plan(
     if plan is None or not customer_ids:
         return 0
     start = floor_interval(now, plan.period_interval)
-    for customer_id in sorted(customer_ids):
-        session.add(
-            PlanAssignment(
-                account_id=account_id, customer_id=customer_id, plan_id=plan.id, start_time=start
-            )
+    rows = [
+        PlanAssignment(
+            account_id=account_id, customer_id=customer_id, plan_id=plan.id, start_time=start
         )
+        for customer_id in sorted(customer_ids)
+    ]
+    session.add_all(rows)
     await session.flush()
+    await _assigned(session, account_id, rows, now)
     return len(customer_ids)
 
 

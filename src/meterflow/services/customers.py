@@ -15,7 +15,7 @@ from sqlmodel import col
 from meterflow.errors import ConflictError, NotFoundError, ValidationError
 from meterflow.models import Customer
 from meterflow.models.customer import CUSTOMER_ID_MAX, EMAIL_MAX, NAME_MAX
-from meterflow.services import assignments, validation
+from meterflow.services import assignments, validation, webhook_events, webhook_payloads
 from meterflow.services.pagination import Page, decode_cursor
 
 # Printable, no whitespace at the ends; customer ids travel in URLs and CSV files.
@@ -60,6 +60,13 @@ async def create_customer(
     )
     if inserted is None:
         raise ConflictError(f"customer {customer_id!r} already exists in this account")
+    await webhook_events.notify(
+        session,
+        account_id=account_id,
+        event_type="customer.created",
+        build=lambda: [({"customer": webhook_payloads.customer(inserted)}, customer_id)],
+        now=now,
+    )
     await assignments.assign_default_plan(
         session, account_id=account_id, customer_ids={customer_id}, now=now
     )
@@ -124,6 +131,13 @@ async def update_customer(
         customer.stripe_customer_id = _stripe_id(stripe_customer_id)
     customer.updated_at = now
     await session.flush()
+    await webhook_events.notify(
+        session,
+        account_id=account_id,
+        event_type="customer.updated",
+        build=lambda: [({"customer": webhook_payloads.customer(customer)}, customer_id)],
+        now=now,
+    )
     return customer
 
 

@@ -23,7 +23,7 @@ from sqlmodel import col
 
 from meterflow.models import Account, Customer, IngestNotice, Meter, MeterStatus, MeterType
 from meterflow.models.meter_event import UNIQUE_ID_MAX
-from meterflow.services import assignments
+from meterflow.services import assignments, webhook_events, webhook_payloads
 from meterflow.services.event_records import EventRecord, RejectCode, Rejection, parse_record
 from meterflow.services.sql import any_text
 from meterflow.services.validation import storable
@@ -240,10 +240,20 @@ async def _known_customers(
             ]
         )
         .on_conflict_do_nothing(constraint="uq_customers_account_customer_id")
-        .returning(col(Customer.customer_id))
+        .returning(Customer)
+    )
+    new_customers = list(created)
+    await webhook_events.notify(
+        session,
+        account_id=account_id,
+        event_type="customer.created",
+        build=lambda: [
+            ({"customer": webhook_payloads.customer(c)}, c.customer_id) for c in new_customers
+        ],
+        now=now,
     )
     await assignments.assign_default_plan(
-        session, account_id=account_id, customer_ids=set(created), now=now
+        session, account_id=account_id, customer_ids={c.customer_id for c in new_customers}, now=now
     )
     return customer_ids
 

@@ -19,7 +19,7 @@ from sqlmodel import col
 
 from meterflow.errors import InvalidTransitionError, NotFoundError
 from meterflow.models import Invoice, InvoiceStatus, PlanAssignment, PricingPlan
-from meterflow.services import invoice_payments
+from meterflow.services import invoice_payments, webhook_events, webhook_payloads
 from meterflow.services.invoice_rating import PlanCache, rate_batch, rerate_customer
 from meterflow.services.invoice_rows import RUNNING, open_invoices
 
@@ -33,6 +33,9 @@ class CloseReport:
     # Accounts left for the next round: rollups could not catch up, or the close raised.
     not_caught_up: list[uuid.UUID] = field(default_factory=list)
     failed: list[uuid.UUID] = field(default_factory=list)
+    # Accounts whose invoices finalized or opened: their outbox work (payments, webhooks) can
+    # start at once.
+    changed: list[uuid.UUID] = field(default_factory=list)
 
     def add(self, other: CloseReport) -> None:
         self.finalized += other.finalized
@@ -41,6 +44,7 @@ class CloseReport:
         self.expired_grants += other.expired_grants
         self.not_caught_up += other.not_caught_up
         self.failed += other.failed
+        self.changed += [a for a in other.changed if a not in self.changed]
 
 
 # Invoices opened by one call: their INSERT binds 16 parameters each (PostgreSQL allows 32,767).
@@ -111,6 +115,9 @@ async def close_due(
         elif inv.status is InvoiceStatus.OPEN:
             inv.status = InvoiceStatus.GRACE
             report.to_grace += 1
+    await _finalized(
+        session, account_id, [i for i in due if i.status is InvoiceStatus.FINALIZED], now
+    )
     # Collection starts in this same transaction (outbox work), or not at all.
     await invoice_payments.on_finalized(session, account_id=account_id, invoices=due, now=now)
     await session.flush()
@@ -145,9 +152,22 @@ async def finalize_invoice(
         )
     invoice.status = InvoiceStatus.FINALIZED
     invoice.finalized_at = invoice.updated_at = now
+    await _finalized(session, account_id, [invoice], now)
     await invoice_payments.on_finalized(session, account_id=account_id, invoices=[invoice], now=now)
     await session.flush()
     return invoice
+
+
+async def _finalized(
+    session: AsyncSession, account_id: uuid.UUID, invoices: list[Invoice], now: datetime
+) -> None:
+    await webhook_events.notify(
+        session,
+        account_id=account_id,
+        event_type="invoice.finalized",
+        build=lambda: [({"invoice": webhook_payloads.invoice(i)}, str(i.id)) for i in invoices],
+        now=now,
+    )
 
 
 async def open_current_periods(

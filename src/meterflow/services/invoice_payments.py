@@ -38,6 +38,7 @@ async def on_finalized(
         if invoice.total <= 0:
             invoice.status = InvoiceStatus.PAID
             invoice.updated_at = now
+            await invoice_rows.invoice_event(session, invoice, "invoice.paid", now)
     rows = [
         {
             "account_id": account_id,
@@ -147,11 +148,16 @@ async def settle(
     if error is not None:
         payment.last_error = error[:500]
     if status is PaymentStatus.VOID:
-        await invoice_rows.void(session, invoice, now)
+        await invoice_rows.void(session, invoice, now)  # invoice.voided, credits given back
     elif status in _INVOICE_AFTER:
         invoice.status = _INVOICE_AFTER[status]
         invoice.updated_at = now
     else:
         invoice.updated_at = now  # the payment moved: subscribers re-read the invoice
     await session.flush()
+    if status in _EVENTS:
+        await invoice_rows.invoice_event(session, invoice, _EVENTS[status], now)
     return invoice
+
+
+_EVENTS = {PaymentStatus.PAID: "invoice.paid", PaymentStatus.FAILED: "invoice.payment_failed"}

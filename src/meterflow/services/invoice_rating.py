@@ -18,7 +18,7 @@ from meterflow.models import CreditGrant, Invoice, MeterType, PlanAssignment
 from meterflow.pricing import invoice as pricing
 from meterflow.pricing.models import ByDimension, Percentage, parse_price_model
 from meterflow.pricing.rating import DimensionUsage
-from meterflow.services import assignments, plans, usage, wallets
+from meterflow.services import assignments, plans, usage, wallets, webhook_events, webhook_payloads
 from meterflow.services.invoice_rows import EPSILON, RUNNING, backfill, existing_periods, void
 from meterflow.services.periods import covered_share, period_at
 from meterflow.services.sql import any_text
@@ -146,6 +146,7 @@ async def apply_rating(
             due=amounts.due_before_credits,
             now=now,
         )
+    before = (invoice.subtotal, invoice.discount, invoice.credits_applied, invoice.total)
     invoice.plan_id = plan.id
     invoice.assignment_id = assignment.id
     invoice.currency = plan.currency
@@ -157,6 +158,16 @@ async def apply_rating(
     invoice.total = amounts.due_before_credits - credits
     invoice.updated_at = now
     invoice.version = (invoice.version or 0) + 1
+    after = (invoice.subtotal, invoice.discount, invoice.credits_applied, invoice.total)
+    if after != before and invoice.status in RUNNING:
+        # Opt-in, and at most once a minute per invoice (webhook_events throttles it).
+        await webhook_events.notify(
+            session,
+            account_id=invoice.account_id,
+            event_type="invoice.updated",
+            build=lambda: [({"invoice": webhook_payloads.invoice(invoice)}, str(invoice.id))],
+            now=now,
+        )
     return invoice
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from meterflow.models import Invoice, InvoiceStatus, PlanAssignment
-from meterflow.services import plans, wallets
+from meterflow.services import plans, wallets, webhook_events, webhook_payloads
 from meterflow.services.periods import period_at
 from meterflow.services.sql import any_text
 
@@ -29,11 +29,12 @@ async def invoice_for(
     assignment: PlanAssignment,
     loaded: plans.LoadedPlan,
     moment: datetime,
+    now: datetime,
 ) -> Invoice:
     """The invoice of the period containing `moment`, created (empty) if it does not exist."""
     plan = loaded.plan
     period = period_at(assignment.start_time, plan.period_interval, plan.period_count, moment)
-    await session.execute(
+    created = await session.scalar(
         insert(Invoice)
         .values(
             account_id=account_id,
@@ -54,6 +55,7 @@ async def invoice_for(
             version=0,
         )
         .on_conflict_do_nothing(constraint="uq_invoices_customer_period")
+        .returning(col(Invoice.id))
     )
     invoice = await session.scalar(
         select(Invoice)
@@ -65,7 +67,23 @@ async def invoice_for(
         .with_for_update()
     )
     assert invoice is not None
+    if created is not None:
+        await invoices_created(session, account_id, [invoice], now)
     return invoice
+
+
+async def invoices_created(
+    session: AsyncSession, account_id: uuid.UUID, invoices: list[Invoice], now: datetime
+) -> None:
+    """invoice.created: the invoice as it is born (OPEN, nothing billed yet; invoice.updated,
+    opt-in, follows it as usage arrives)."""
+    await webhook_events.notify(
+        session,
+        account_id=account_id,
+        event_type="invoice.created",
+        build=lambda: [({"invoice": webhook_payloads.invoice(i)}, str(i.id)) for i in invoices],
+        now=now,
+    )
 
 
 async def open_invoices(
@@ -104,10 +122,13 @@ async def open_invoices(
             }
         )
         keys.append((assignment.customer_id, period.start))
-    await session.execute(
-        insert(Invoice)
-        .values(rows)
-        .on_conflict_do_nothing(constraint="uq_invoices_customer_period")
+    created = set(
+        await session.scalars(
+            insert(Invoice)
+            .values(rows)
+            .on_conflict_do_nothing(constraint="uq_invoices_customer_period")
+            .returning(col(Invoice.id))
+        )
     )
     found = {
         (inv.customer_id, inv.period_start): inv
@@ -122,7 +143,9 @@ async def open_invoices(
             .with_for_update()
         )
     }
-    return [found[key] for key in keys]
+    ordered = [found[key] for key in keys]
+    await invoices_created(session, account_id, [i for i in ordered if i.id in created], moment)
+    return ordered
 
 
 MAX_BACKFILL_PERIODS = 400
@@ -147,7 +170,7 @@ async def backfill(
     moment = max(assignment.start_time, newest) if newest else assignment.start_time
     for _ in range(MAX_BACKFILL_PERIODS):
         period = period_at(assignment.start_time, plan.period_interval, plan.period_count, moment)
-        await invoice_for(session, account_id, customer_id, assignment, loaded, moment)
+        await invoice_for(session, account_id, customer_id, assignment, loaded, moment, now)
         if period.end > now:
             return
         moment = period.end
@@ -182,3 +205,16 @@ async def void(session: AsyncSession, invoice: Invoice, now: datetime) -> None:
     invoice.status = InvoiceStatus.VOID
     invoice.credits_applied = Decimal(0)
     invoice.updated_at = now
+    await invoice_event(session, invoice, "invoice.voided", now)
+
+
+async def invoice_event(
+    session: AsyncSession, invoice: Invoice, event_type: str, now: datetime
+) -> None:
+    await webhook_events.notify(
+        session,
+        account_id=invoice.account_id,
+        event_type=event_type,
+        build=lambda: [({"invoice": webhook_payloads.invoice(invoice)}, str(invoice.id))],
+        now=now,
+    )

@@ -22,7 +22,7 @@ from meterflow.models.meter import (
     METER_API_NAME_MAX,
     UNIT_MAX,
 )
-from meterflow.services import validation
+from meterflow.services import validation, webhook_events, webhook_payloads
 
 METER_API_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,99}")
 DIMENSION_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,99}")
@@ -254,6 +254,7 @@ async def activate_meter(
     meter.status = MeterStatus.ACTIVE
     meter.activated_at = meter.updated_at = now
     await session.flush()
+    await meter_event(session, meter, "meter.activated", now)
     return meter
 
 
@@ -268,4 +269,15 @@ async def deprecate_meter(
     meter.status = MeterStatus.DEPRECATED
     meter.deprecated_at = meter.updated_at = now
     await session.flush()
+    await meter_event(session, meter, "meter.deprecated", now)
     return meter
+
+
+async def meter_event(session: AsyncSession, meter: Meter, event_type: str, now: datetime) -> None:
+    await webhook_events.notify(
+        session,
+        account_id=meter.account_id,
+        event_type=event_type,
+        build=lambda: [({"meter": webhook_payloads.meter(meter)}, meter.meter_api_name)],
+        now=now,
+    )

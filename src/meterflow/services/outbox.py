@@ -31,6 +31,7 @@ EVALUATE_ALERTS = "alerts.evaluate"  # key: customer id
 DELIVER_ALERT = "alert.deliver"  # key: delivery id
 SYNC_INVOICE = "payment.invoice"  # key: invoice id (a finalized invoice sent to Stripe)
 SYNC_TOP_UP = "payment.top_up"  # key: top-up id (a purchase of credits through Stripe)
+DELIVER_WEBHOOK = "webhook.deliver"  # key: webhook delivery id
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,8 @@ async def close_account(
             )
         report.opened += opened
         if opened < min(batch, invoice_lifecycle.OPEN_AT_MOST):
+            if report.finalized or report.to_grace or report.opened:
+                report.changed.append(account_id)
             return report
 
 

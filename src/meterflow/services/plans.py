@@ -26,7 +26,7 @@ from meterflow.models import (
 from meterflow.pricing import invoice as pricing
 from meterflow.pricing import money
 from meterflow.pricing.models import ByDimension, parse_price_model, to_json
-from meterflow.services import validation
+from meterflow.services import meters, validation, webhook_events, webhook_payloads
 
 CURRENCY_RE = re.compile(r"[A-Z]{3}")
 
@@ -287,13 +287,25 @@ async def activate_plan(
             "(an active plan is immutable: create a new one to change prices)",
             current_status=loaded.plan.status,
         )
+    activated = []
     for _, meter in loaded.items:
         if meter.status is MeterStatus.DRAFT:  # prices lock the meters they rate
             meter.status = MeterStatus.ACTIVE
             meter.activated_at = meter.updated_at = now
+            activated.append(meter)
     loaded.plan.status = PlanStatus.ACTIVE
     loaded.plan.activated_at = now
     await session.flush()
+    for meter in activated:
+        await meters.meter_event(session, meter, "meter.activated", now)
+    plan = loaded.plan
+    await webhook_events.notify(
+        session,
+        account_id=account_id,
+        event_type="plan.activated",
+        build=lambda: [({"plan": webhook_payloads.plan(plan)}, str(plan.id))],
+        now=now,
+    )
     return loaded
 
 

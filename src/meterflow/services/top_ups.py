@@ -22,7 +22,15 @@ from sqlmodel import col
 from meterflow.errors import ConflictError, NotFoundError, ValidationError
 from meterflow.models import AutoTopUp, TopUp, TopUpStatus
 from meterflow.pricing.money import checked_amount
-from meterflow.services import customers, invoice_rating, outbox, stripe_connections, wallets
+from meterflow.services import (
+    customers,
+    invoice_rating,
+    outbox,
+    stripe_connections,
+    wallets,
+    webhook_events,
+    webhook_payloads,
+)
 from meterflow.services.sql import any_text
 
 DEFAULT_RETRY_AFTER = timedelta(hours=1)
@@ -309,6 +317,25 @@ async def mark_paid(
         session, account_id=account_id, customer_id=row.customer_id, now=now
     )
     await session.flush()
+    paid = row
+    left = await wallets.balance(
+        session, account_id=account_id, customer_id=row.customer_id, currency=row.currency, now=now
+    )
+    await webhook_events.notify(
+        session,
+        account_id=account_id,
+        event_type="wallet.topped_up",
+        build=lambda: [
+            (
+                {
+                    "topUp": webhook_payloads.top_up(paid),
+                    "wallet": webhook_payloads.wallet(paid.customer_id, paid.currency, left),
+                },
+                paid.customer_id,
+            )
+        ],
+        now=now,
+    )
     return row
 
 

@@ -33,7 +33,7 @@ from meterflow.pricing.money import (
     checked_units,
     quantum,
 )
-from meterflow.services import customers
+from meterflow.services import customers, webhook_events, webhook_payloads
 from meterflow.services.validation import utc_time
 
 ZERO = Decimal(0)
@@ -233,6 +233,13 @@ async def grant(
     # Sessions do not autoflush: a draw later in this transaction (grantCredits re-rates the
     # open invoice at once) must see the new grant.
     await session.flush()
+    await webhook_events.notify(
+        session,
+        account_id=account_id,
+        event_type="credits.granted",
+        build=lambda: [({"grant": webhook_payloads.grant(row)}, customer_id)],
+        now=now,
+    )
     return row
 
 

@@ -1,12 +1,11 @@
-"""Delivering alerts: webhook (signed), Slack, email; retried with backoff; every attempt
-logged on its delivery row. Idempotent: a delivered row is never sent again, and receivers get
-the alert's id to drop the rare duplicate a crash between send and record could cause."""
+"""Delivering alerts: webhook (signed the Standard Webhooks way), Slack, email; retried with
+backoff; every attempt logged on its delivery row. Idempotent: a delivered row is never sent
+again, and receivers get the alert's id (`webhook-id`) to drop the rare duplicate a crash
+between send and record could cause."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import ssl
 import time
@@ -20,7 +19,7 @@ import orjson
 from sqlalchemy import select
 from sqlmodel import col
 
-from meterflow import netguard
+from meterflow import netguard, webhook_signing
 from meterflow.db import unit_of_work
 from meterflow.jobs import JobQueue
 from meterflow.models import AlertDelivery, AlertEvent, AlertRule
@@ -53,12 +52,6 @@ def envelope(event: AlertEvent, rule: AlertRule) -> dict[str, Any]:
             "message": event.message,
         },
     }
-
-
-def signature(secret: str, timestamp: int, body: bytes) -> str:
-    """`t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`: receivers recompute it and reject old t."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
 
 
 class DeliveryFailure(Exception):
@@ -95,10 +88,12 @@ async def post(
     allow_private: bool,
     resolve: netguard.Resolver = netguard.system_resolver,
     verify: ssl.SSLContext | bool = True,
+    timeout: float = TIMEOUT_SECONDS,  # noqa: ASYNC109 (httpx's per-phase timeout, not a deadline)
 ) -> int:
     """POST to a webhook or Slack target under netguard's rule, checked again now (the name may
     resolve elsewhere than when the rule was made), connecting only to the addresses checked,
-    never following a redirect, never reading the answer's body. Returns the 2xx status."""
+    never following a redirect, never reading the answer's body. Returns the 2xx status.
+    `timeout` is httpx's, for each phase: connect, write, read (account webhooks use 10 s)."""
     try:
         target, addresses = await netguard.check_target(
             url, allow_private=allow_private, resolve=resolve
@@ -110,7 +105,7 @@ async def post(
         ) from None
     # trust_env=False: a proxy from the environment would connect by name, unchecked.
     async with httpx.AsyncClient(
-        timeout=TIMEOUT_SECONDS, follow_redirects=False, trust_env=False, verify=verify
+        timeout=timeout, follow_redirects=False, trust_env=False, verify=verify
     ) as client:
         # Each try may take the whole connect timeout: a few addresses, not every one.
         tried = addresses[:MAX_ADDRESSES_TRIED]
@@ -135,6 +130,29 @@ async def post(
                 raise DeliveryFailure(f"http_{status}", status)
             return status
     raise AssertionError("netguard returns at least one address")  # pragma: no cover
+
+
+def _signed(
+    delivery: AlertDelivery, rule: AlertRule, event: AlertEvent, body: bytes
+) -> dict[str, str]:
+    """Standard Webhooks headers over the exact body sent: `webhook-id` is the alert's id (the
+    same on every attempt, so receivers drop duplicates), `webhook-timestamp` is now. A channel
+    without a valid whsec_ secret (only rules stored before secrets were required) is sent
+    without `webhook-signature`, which verifying receivers refuse. Two channels of one URL
+    (a delivery row does not say which) get one signature per secret: each verifies."""
+    secrets = dict.fromkeys(
+        c["secret"]
+        for c in rule.channels
+        if c["type"] == "WEBHOOK" and c["target"] == delivery.target and c.get("secret")
+    )
+    valid = [s for s in secrets if webhook_signing.is_valid_secret(s)]
+    message_id, timestamp = str(event.id), int(time.time())
+    if not valid:
+        log.warning(
+            "alert delivery %s (%s) has no valid signing secret", delivery.id, _where(delivery)
+        )
+        return {"webhook-id": message_id, "webhook-timestamp": str(timestamp)}
+    return webhook_signing.headers(message_id, timestamp, body, valid)
 
 
 async def _send(
@@ -164,17 +182,7 @@ async def _send(
         headers = {"Content-Type": "application/json"}
     else:
         body = orjson.dumps(envelope(event, rule))
-        headers = {"Content-Type": "application/json", "Meterflow-Event-Id": str(event.id)}
-        secret = next(
-            (
-                c.get("secret")
-                for c in rule.channels
-                if c["type"] == "WEBHOOK" and c["target"] == delivery.target
-            ),
-            None,
-        )
-        if secret:
-            headers["Meterflow-Signature"] = signature(secret, int(time.time()), body)
+        headers = {"Content-Type": "application/json", **_signed(delivery, rule, event, body)}
     return await post(
         delivery.target,
         body,
@@ -292,6 +300,7 @@ async def dispatch(ctx: dict[str, Any], events: list[AlertEvent]) -> None:
     jobs: JobQueue = ctx["jobs"]
     for account in sorted({e.account_id for e in events}):
         await jobs.run_outbox(account, outbox.DELIVER_ALERT)
+        await jobs.run_outbox(account, outbox.DELIVER_WEBHOOK)  # alert.fired, if subscribed
     names = set()
     for event in events:
         names.add(channel(event.account_id, "alert", event.customer_id))

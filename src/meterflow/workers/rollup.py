@@ -14,7 +14,16 @@ from typing import Any
 from meterflow.db import unit_of_work
 from meterflow.jobs import JobQueue
 from meterflow.pubsub import customer_channels, publish
-from meterflow.services import alerts, invoice_rating, outbox, rollup_work, rollups, top_ups
+from meterflow.services import (
+    alerts,
+    invoice_rating,
+    outbox,
+    rollup_work,
+    rollups,
+    top_ups,
+    wallet_low,
+    webhook_events,
+)
 from meterflow.services.outbox import Work
 from meterflow.workers.alerts import dispatch
 from meterflow.workers.outbox import backoff, run_outbox
@@ -144,6 +153,7 @@ async def rerate_customers(ctx: dict[str, Any], account_id: str, customers: list
         await invoice_rating.rerate_customers(
             session, account_id=account, customer_ids=customers, now=now
         )
+        await wallet_low.check(session, account_id=account, customer_ids=customers, now=now)
         # Wallets the re-rate drew below their automatic top-up threshold buy more (one
         # pending top-up per wallet, whatever else runs at the same time).
         started = await top_ups.start_due(
@@ -161,6 +171,8 @@ async def rerate_customers(ctx: dict[str, Any], account_id: str, customers: list
         )
     if started:
         await ctx["jobs"].run_outbox(account, outbox.SYNC_TOP_UP)
+    if webhook_events.written(session):
+        await ctx["jobs"].run_outbox(account, outbox.DELIVER_WEBHOOK)
     await publish(
         ctx["redis"], *(c for customer in customers for c in customer_channels(account, customer))
     )

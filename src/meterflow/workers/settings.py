@@ -26,6 +26,7 @@ from meterflow.workers.rollup import (
     sweep_rollups,
     usage_rollup,
 )
+from meterflow.workers.webhooks import deliver_work as deliver_webhook_work
 
 OUTBOX_HANDLERS: dict[str, Handler] = {
     outbox.RERATE: rerate_work,
@@ -33,6 +34,7 @@ OUTBOX_HANDLERS: dict[str, Handler] = {
     outbox.DELIVER_ALERT: deliver_work,
     outbox.SYNC_INVOICE: sync_invoice_work,
     outbox.SYNC_TOP_UP: sync_top_up_work,
+    outbox.DELIVER_WEBHOOK: deliver_webhook_work,
 }
 JOBS = [
     JobSpec(usage_rollup, ROLLUP_JOB, timeout_seconds=JOB_TIMEOUT_SECONDS),
@@ -105,6 +107,8 @@ def build_worker(
         ctx["secret_box"] = secret_box
         ctx["stripe_api_base"] = settings.stripe_api_base
         ctx["top_up_retry_seconds"] = settings.top_up_retry_seconds
+        ctx["webhook_retry_base_seconds"] = settings.webhook_retry_base_seconds
+        ctx["webhook_retry_window_seconds"] = settings.webhook_retry_window_seconds
         ctx["heartbeat"] = asyncio.create_task(beat_forever(ctx), name="heartbeat")
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
