@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -451,3 +452,121 @@ async def test_alerts_and_low_balances_reach_endpoints(
     for event in verified(receiver, made["secret"]):
         counts[event["type"]] = counts.get(event["type"], 0) + 1
     assert counts == {"alert.fired": 1, "wallet.balance_low": 1, "invoice.updated": 1}
+
+
+async def test_payment_events_reach_endpoints(
+    gql: GraphQLClient,
+    account: TestAccount,
+    receiver: Receiver,
+    session_factory: SessionFactory,
+    hook_worker: subprocess.Popen[bytes],
+) -> None:
+    """invoice.paid, invoice.payment_failed, invoice.voided and wallet.topped_up, from what
+    Stripe's webhooks and a paid top-up change (the Stripe side itself is tested in
+    tests/test_payment_sync.py)."""
+    from meterflow.models import CollectionMethod
+    from meterflow.services import stripe_connections, stripe_events, top_ups
+
+    made = await endpoint(
+        gql,
+        receiver.url,
+        ["invoice.paid", "invoice.payment_failed", "invoice.voided", "wallet.topped_up"],
+    )
+    await create_meter(gql, "calls")
+    plan = await make_plan(
+        gql, [{"meterApiName": "calls", "priceModel": {"type": "per_unit", "unitPrice": "1"}}]
+    )
+    now = datetime.now(UTC)
+    async with unit_of_work(session_factory) as session:
+        await stripe_connections.connect(
+            session,
+            account_id=account.account_id,
+            secret_key="sk_test_webhookevents00",
+            webhook_secret="whsec_webhookevents0000",
+            collection_method=CollectionMethod.SEND_INVOICE,
+            days_until_due=7,
+            box=SecretBox(TEST_SECRET_KEY),
+            now=now,
+        )
+    finalized = []
+    for customer in ("payer", "voided"):
+        await assign(gql, customer, plan)
+        await ingest(
+            gql,
+            [
+                {
+                    "meterApiName": "calls",
+                    "customerId": customer,
+                    "meterValue": 3,
+                    "meterTimeInMillis": int(time.time() * 1000) - 2000,
+                    "uniqueId": f"{customer}-1",
+                }
+            ],
+        )
+        invoice_id = (
+            await gql(
+                "query($c: String!) { currentInvoice(customerId: $c) { id } }", {"c": customer}
+            )
+        )["currentInvoice"]["id"]
+        answer = await gql(
+            "mutation($id: ID!) { finalizeInvoice(id: $id) { ... on Invoice { total } } }",
+            {"id": invoice_id},
+        )
+        assert answer["finalizeInvoice"]["total"] == "3.00"
+        finalized.append(invoice_id)
+
+    def stripe(kind: str, invoice_id: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "id": f"evt_{uuid.uuid4().hex}",
+            "type": kind,
+            "data": {
+                "object": {
+                    "id": f"in_{invoice_id[:8]}",
+                    "metadata": {"meterflow_invoice_id": invoice_id},
+                    **extra,
+                }
+            },
+        }
+
+    async with unit_of_work(session_factory) as session:
+        for event in (
+            stripe("invoice.payment_failed", finalized[0], attempt_count=1),
+            stripe("invoice.paid", finalized[0]),
+            stripe("invoice.voided", finalized[1]),
+        ):
+            await stripe_events.handle(
+                session, account_id=account.account_id, event=event, now=datetime.now(UTC)
+            )
+        top_up = await top_ups.create(
+            session,
+            account_id=account.account_id,
+            customer_id="payer",
+            amount=Decimal("10"),
+            currency="USD",
+            now=datetime.now(UTC),
+        )
+        await top_ups.mark_paid(
+            session,
+            account_id=account.account_id,
+            top_up_id=top_up.id,
+            external_id="in_topup",
+            now=datetime.now(UTC),
+        )
+    try:
+        events = await types_received(
+            receiver,
+            made["secret"],
+            {"invoice.paid", "invoice.payment_failed", "invoice.voided", "wallet.topped_up"},
+        )
+    finally:
+        async with unit_of_work(session_factory) as session:  # no later worker may sync them
+            await session.execute(text("DELETE FROM outbox WHERE kind LIKE 'payment.%'"))
+            await session.execute(text("DELETE FROM stripe_connections"))
+    by_type = {e["type"]: e["data"] for e in events}
+    assert by_type["invoice.payment_failed"]["invoice"]["id"] == finalized[0]
+    assert by_type["invoice.paid"]["invoice"]["status"] == "PAID"
+    voided = by_type["invoice.voided"]["invoice"]
+    assert (voided["id"], voided["status"]) == (finalized[1], "VOID")
+    topped = by_type["wallet.topped_up"]
+    assert (topped["topUp"]["amount"], topped["topUp"]["status"]) == ("10.00", "PAID")
+    assert topped["wallet"]["balance"] == "10.00"
