@@ -69,6 +69,16 @@ async def endpoint(gql: GraphQLClient, url: str, types: list[str], **extra: Any)
     return made  # type: ignore[no-any-return]
 
 
+def calls(customer: str, value: int, unique_id: str) -> dict[str, Any]:
+    return {
+        "meterApiName": "calls",
+        "customerId": customer,
+        "meterValue": value,
+        "meterTimeInMillis": int(time.time() * 1000) - 2000,
+        "uniqueId": unique_id,
+    }
+
+
 def verified(receiver: Receiver, secret: str) -> list[dict[str, Any]]:
     """Every request the receiver got, verified as a Standard Webhooks receiver does."""
     hook = Webhook(secret)
@@ -85,7 +95,11 @@ async def types_received(receiver: Receiver, secret: str, wanted: set[str]) -> l
         events = verified(receiver, secret)
         return events if wanted <= {e["type"] for e in events} else None
 
-    return await until(arrived, within=20)  # type: ignore[no-any-return]
+    try:
+        return await until(arrived, within=20)  # type: ignore[no-any-return]
+    except AssertionError:
+        got = sorted({e["type"] for e in verified(receiver, secret)})
+        raise AssertionError(f"never received {sorted(wanted - set(got))} (got {got})") from None
 
 
 async def test_billing_events_arrive_signed_and_verify(
@@ -112,15 +126,7 @@ async def test_billing_events_arrive_signed_and_verify(
     await gql('mutation { grantCredits(input: {customerId: "w2", amount: "1.25"}) { __typename } }')
     await ingest(
         gql,
-        [
-            {
-                "meterApiName": "calls",
-                "customerId": "w2",
-                "meterValue": 10,
-                "meterTimeInMillis": int(time.time() * 1000) - 2000,
-                "uniqueId": "e1",
-            }
-        ],
+        [calls("w2", 10, "e1")],
     )
 
     async def rated() -> bool:
@@ -397,15 +403,7 @@ async def test_alerts_and_low_balances_reach_endpoints(
     # 4 calls: usage 4 > 3 fires; 2.00 of the 3.00 credits drawn: 1.00 < 2.00 is low.
     await ingest(
         gql,
-        [
-            {
-                "meterApiName": "calls",
-                "customerId": "spender",
-                "meterValue": 4,
-                "meterTimeInMillis": int(time.time() * 1000) - 2000,
-                "uniqueId": "s1",
-            }
-        ],
+        [calls("spender", 4, "s1")],
     )
     events = await types_received(
         receiver, made["secret"], {"alert.fired", "wallet.balance_low", "invoice.updated"}
@@ -429,15 +427,7 @@ async def test_alerts_and_low_balances_reach_endpoints(
     # second invoice.updated within the minute.
     await ingest(
         gql,
-        [
-            {
-                "meterApiName": "calls",
-                "customerId": "spender",
-                "meterValue": 1,
-                "meterTimeInMillis": int(time.time() * 1000) - 2000,
-                "uniqueId": "s2",
-            }
-        ],
+        [calls("spender", 1, "s2")],
     )
 
     async def rated() -> bool:
@@ -493,15 +483,7 @@ async def test_payment_events_reach_endpoints(
         await assign(gql, customer, plan)
         await ingest(
             gql,
-            [
-                {
-                    "meterApiName": "calls",
-                    "customerId": customer,
-                    "meterValue": 3,
-                    "meterTimeInMillis": int(time.time() * 1000) - 2000,
-                    "uniqueId": f"{customer}-1",
-                }
-            ],
+            [calls(customer, 3, f"{customer}-1")],
         )
         invoice_id = (
             await gql(

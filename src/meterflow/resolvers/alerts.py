@@ -12,7 +12,14 @@ from sqlmodel import col
 from meterflow.errors import NotFoundError
 from meterflow.models import IngestNotice
 from meterflow.pubsub import channel
-from meterflow.resolvers.base import Info, mutate, require_admin, require_reader, token_customer
+from meterflow.resolvers.base import (
+    Info,
+    mutate,
+    require_admin,
+    require_reader,
+    secret_box,
+    token_customer,
+)
 from meterflow.resolvers.realtime import follow
 from meterflow.schema.alerts import (
     AlertEvent,
@@ -22,16 +29,7 @@ from meterflow.schema.alerts import (
     CreateAlertRuleResult,
     Notice,
 )
-from meterflow.secretbox import SecretBox
 from meterflow.services import alerts
-
-
-def _box(info: Info) -> SecretBox:
-    """Seals and opens channel targets and secrets (the entry point puts it on the context)."""
-    box = info.context.secret_box
-    if box is None:
-        raise RuntimeError("no SecretBox on the GraphQL context")
-    return box
 
 
 def _rule_id(value: strawberry.ID) -> uuid.UUID:
@@ -59,7 +57,7 @@ async def _events(
         )
         names = {r.id: r.name for r in await alerts.list_rules(session, account_id=account_id)}
     return [
-        AlertEvent.from_model(row, deliveries, names.get(row.rule_id, ""), _box(info))
+        AlertEvent.from_model(row, deliveries, names.get(row.rule_id, ""), secret_box(info))
         for row in rows
     ]
 
@@ -71,7 +69,7 @@ class AlertQueries:
         principal = require_admin(info)
         async with info.context.session_factory() as session:
             rows = await alerts.list_rules(session, account_id=principal.account_id)
-        return [AlertRule.from_model(r, _box(info)) for r in rows]
+        return [AlertRule.from_model(r, secret_box(info)) for r in rows]
 
     @strawberry.field(description="Undefined meters and customers that events named.")
     async def notices(self, info: Info) -> list[Notice]:
@@ -130,10 +128,10 @@ class AlertMutations:
                 spec=spec,
                 now=datetime.now(UTC),
                 allow_private_targets=info.context.allow_private_webhook_targets,
-                box=_box(info),
+                box=secret_box(info),
             ),
             # The one answer that shows WEBHOOK channels' signing secrets.
-            lambda rule: AlertRule.from_model(rule, _box(info), reveal_secrets=True),
+            lambda rule: AlertRule.from_model(rule, secret_box(info), reveal_secrets=True),
         )
 
     @strawberry.mutation(description="Disable a rule (its history stays).")
@@ -141,9 +139,9 @@ class AlertMutations:
         return await mutate(
             info,
             lambda session, principal: alerts.delete_rule(
-                session, account_id=principal.account_id, rule_id=_rule_id(id), box=_box(info)
+                session, account_id=principal.account_id, rule_id=_rule_id(id), box=secret_box(info)
             ),
-            lambda rule: AlertRule.from_model(rule, _box(info)),
+            lambda rule: AlertRule.from_model(rule, secret_box(info)),
         )
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from meterflow.errors import MeterflowError
 from meterflow.schema.context import Context
 from meterflow.schema.errors import to_problem
+from meterflow.secretbox import SecretBox
 from meterflow.services.accounts import AccountPrincipal
 from meterflow.services.sessions import CustomerPrincipal
 
@@ -60,6 +61,14 @@ def require_reader(info: Info, customer_id: str | None) -> uuid.UUID:
             raise _forbidden("this session token may only read its own customer's data")
         return principal.account_id
     return require_admin(info).account_id
+
+
+def secret_box(info: Info) -> SecretBox:
+    """Seals and opens stored credentials (the entry point puts it on the context)."""
+    box = info.context.secret_box
+    if box is None:
+        raise RuntimeError("no SecretBox on the GraphQL context")
+    return box
 
 
 def token_customer(info: Info) -> str | None:

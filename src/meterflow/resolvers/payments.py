@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from meterflow import models
 from meterflow.pubsub import customer_channels
-from meterflow.resolvers.base import Info, mutate, require_admin, require_reader
+from meterflow.resolvers.base import Info, mutate, require_admin, require_reader, secret_box
 from meterflow.resolvers.billing import wallet_currency
 from meterflow.schema.payments import (
     AutoTopUp,
@@ -47,8 +47,7 @@ class PaymentMutations:
         "own Stripe account. Connecting again replaces the keys and terms."
     )
     async def connect_stripe(self, info: Info, input: ConnectStripeInput) -> ConnectStripeResult:
-        box = info.context.secret_box
-        assert box is not None, "the app always hands the GraphQL context a secret box"
+        box = secret_box(info)
         return await mutate(
             info,
             lambda session, principal: stripe_connections.connect(

@@ -10,7 +10,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from meterflow.errors import NotFoundError
-from meterflow.resolvers.base import Info, mutate, require_admin
+from meterflow.resolvers.base import Info, mutate, require_admin, secret_box
 from meterflow.schema.webhooks import (
     CreatedWebhookEndpoint,
     CreateWebhookEndpointInput,
@@ -23,16 +23,8 @@ from meterflow.schema.webhooks import (
     WebhookEndpoint,
     WebhookEndpointResult,
 )
-from meterflow.secretbox import SecretBox
 from meterflow.services import outbox, webhook_endpoints
 from meterflow.services.pagination import Page, page_size
-
-
-def _box(info: Info) -> SecretBox:
-    box = info.context.secret_box
-    if box is None:
-        raise RuntimeError("no SecretBox on the GraphQL context")
-    return box
 
 
 def _id(value: strawberry.ID | str, what: str) -> uuid.UUID:
@@ -44,7 +36,7 @@ def _id(value: strawberry.ID | str, what: str) -> uuid.UUID:
 
 def _created(info: Info) -> Any:
     return lambda made: CreatedWebhookEndpoint(
-        endpoint=WebhookEndpoint.from_model(made.endpoint, _box(info)), secret=made.secret
+        endpoint=WebhookEndpoint.from_model(made.endpoint, secret_box(info)), secret=made.secret
     )
 
 
@@ -55,7 +47,7 @@ class WebhookQueries:
         principal = require_admin(info)
         async with info.context.session_factory() as session:
             rows = await webhook_endpoints.list_endpoints(session, account_id=principal.account_id)
-        return [WebhookEndpoint.from_model(row, _box(info)) for row in rows]
+        return [WebhookEndpoint.from_model(row, secret_box(info)) for row in rows]
 
     @strawberry.field(description="Deliveries, newest first, with each attempt.")
     async def webhook_deliveries(
@@ -105,7 +97,7 @@ class WebhookMutations:
                 types=input.event_types,
                 description=input.description,
                 balance_low_threshold=input.balance_low_threshold,
-                box=_box(info),
+                box=secret_box(info),
                 allow_private=info.context.allow_private_webhook_targets,
                 now=datetime.now(UTC),
             ),
@@ -131,11 +123,11 @@ class WebhookMutations:
                 account_id=principal.account_id,
                 endpoint_id=_id(input.id, "webhook endpoint"),
                 changes=changes,
-                box=_box(info),
+                box=secret_box(info),
                 allow_private=info.context.allow_private_webhook_targets,
                 now=datetime.now(UTC),
             ),
-            lambda row: WebhookEndpoint.from_model(row, _box(info)),
+            lambda row: WebhookEndpoint.from_model(row, secret_box(info)),
         )
 
     @strawberry.mutation(
@@ -151,7 +143,7 @@ class WebhookMutations:
                 session,
                 account_id=principal.account_id,
                 endpoint_id=_id(id, "webhook endpoint"),
-                box=_box(info),
+                box=secret_box(info),
                 now=datetime.now(UTC),
             ),
             _created(info),
@@ -164,7 +156,7 @@ class WebhookMutations:
             lambda session, principal: webhook_endpoints.delete(
                 session, account_id=principal.account_id, endpoint_id=_id(id, "webhook endpoint")
             ),
-            lambda row: WebhookEndpoint.from_model(row, _box(info)),
+            lambda row: WebhookEndpoint.from_model(row, secret_box(info)),
         )
 
     @strawberry.mutation(description="Send a delivery's event again, with the same event id.")

@@ -24,7 +24,7 @@ from meterflow.db import unit_of_work
 from meterflow.jobs import JobQueue
 from meterflow.models import AlertDelivery, AlertEvent, AlertRule
 from meterflow.models.base import utcnow
-from meterflow.services import outbox
+from meterflow.services import outbox, webhook_payloads
 from meterflow.services.alerts import open_channel
 from meterflow.services.outbox import Work
 
@@ -34,23 +34,12 @@ MAX_ADDRESSES_TRIED = 3
 
 
 def envelope(event: AlertEvent, rule: AlertRule) -> dict[str, Any]:
+    """What an alert webhook receives: the alert as account webhook endpoints get it."""
     return {
         "id": str(event.id),
         "type": "alert.fired",
         "createdAt": event.created_at.isoformat(),
-        "data": {
-            "ruleId": str(rule.id),
-            "ruleName": rule.name,
-            "subject": rule.subject,
-            "condition": rule.condition,
-            "threshold": str(rule.threshold),
-            "range": rule.range,
-            "customerId": event.customer_id,
-            "periodStart": event.period_start.isoformat(),
-            "value": str(event.value),
-            "currency": event.currency,
-            "message": event.message,
-        },
+        "data": webhook_payloads.alert(event, rule),
     }
 
 
