@@ -234,13 +234,7 @@ class Invoice:
         "account that collects through Stripe; else null."
     )
     async def payment(self, info: strawberry.Info) -> InvoicePayment | None:
-        from meterflow.services import invoice_payments
-
-        async with info.context.session_factory() as session:
-            found = await invoice_payments.payments_of(
-                session, account_id=self.account_id, invoice_ids=[uuid.UUID(str(self.id))]
-            )
-        row = next(iter(found.values()), None)
+        row = await info.context.loaders.payment.load(uuid.UUID(str(self.id)))
         return InvoicePayment.from_model(row) if row else None
 
     @classmethod

@@ -16,6 +16,7 @@ from starlette.websockets import WebSocket
 from meterflow.db import SessionFactory, unit_of_work
 from meterflow.jobs import JobQueue
 from meterflow.pubsub import Broker, publish
+from meterflow.schema.loaders import Loaders
 from meterflow.secretbox import SecretBox
 from meterflow.services import outbox, webhook_events
 from meterflow.services.accounts import AccountPrincipal
@@ -42,6 +43,16 @@ class Context:
     secret_box: SecretBox | None = None
     # Why connection_init was refused, for the WebSocket close frame.
     rejection: str | None = None
+    _loaders: Loaders | None = field(default=None, repr=False)
+
+    @property
+    def loaders(self) -> Loaders:
+        """This request's DataLoaders, made on first use, for the caller's account."""
+        if self._loaders is None:
+            if self.principal is None:
+                raise RuntimeError("DataLoaders need an authenticated principal")
+            self._loaders = Loaders(self.session_factory, self.principal.account_id)
+        return self._loaders
 
     async def publish(self, *channels: str) -> None:
         """Notify subscribers; call after the unit of work has committed."""

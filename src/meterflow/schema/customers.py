@@ -8,11 +8,12 @@ import strawberry
 from strawberry.scalars import JSON
 
 from meterflow import models
+from meterflow.schema.billing import Invoice, PlanAssignment, PricingPlan, Wallet
 from meterflow.schema.enums import MeterType
 from meterflow.schema.errors import ConflictProblem, NotFoundProblem, ValidationProblem
 from meterflow.schema.pagination import PageInfo
 from meterflow.schema.usage import MeterUsage
-from meterflow.services.current_usage import current_usage
+from meterflow.services import customer_views, plans
 from meterflow.services.pagination import Page, encode_cursor
 
 
@@ -34,13 +35,7 @@ class Customer:
 
     @strawberry.field(description="Usage so far in the current period, per meter.")
     async def current_usage(self, info: strawberry.Info) -> list[MeterUsage]:
-        async with info.context.session_factory() as session:
-            totals = await current_usage(
-                session,
-                account_id=self.account_id,
-                customer_id=self.customer_id,
-                now=datetime.now(UTC),
-            )
+        totals = await info.context.loaders.current_usage.load(self.customer_id)
         return [
             MeterUsage(
                 meter_api_name=t.meter_api_name,
@@ -52,6 +47,53 @@ class Customer:
             )
             for t in totals
         ]
+
+    @strawberry.field(description="The running invoice of the current period, or null.")
+    async def current_invoice(self, info: strawberry.Info) -> Invoice | None:
+        row = await info.context.loaders.current_invoice.load(self.customer_id)
+        return Invoice.from_model(row) if row is not None else None
+
+    @strawberry.field(description="The plan the customer is on now, or null.")
+    async def plan(self, info: strawberry.Info) -> PricingPlan | None:
+        loaded = await self._current_plan(info)
+        return PricingPlan.from_loaded(loaded) if loaded is not None else None
+
+    @strawberry.field(description="Every plan assignment, oldest first, with start and end.")
+    async def plan_assignments(self, info: strawberry.Info) -> list[PlanAssignment]:
+        history = await info.context.loaders.assignments.load(self.customer_id)
+        return [
+            PlanAssignment(
+                customer_id=a.customer_id,
+                plan_id=strawberry.ID(str(a.plan_id)),
+                start_time=a.start_time,
+                end_time=a.end_time,
+            )
+            for a in history
+        ]
+
+    @strawberry.field(
+        description="Prepaid credits in `currency` (default: the current plan's, else USD)."
+    )
+    async def wallet(self, info: strawberry.Info, currency: str | None = None) -> Wallet:
+        if currency:
+            chosen = currency.upper()
+        else:
+            loaded = await self._current_plan(info)
+            chosen = loaded.plan.currency if loaded is not None else "USD"
+        balance = await info.context.loaders.balance.load((self.customer_id, chosen))
+        return Wallet(
+            customer_id=self.customer_id,
+            currency=chosen,
+            balance=balance,
+            account_id=self.account_id,
+        )
+
+    async def _current_plan(self, info: strawberry.Info) -> plans.LoadedPlan | None:
+        history = await info.context.loaders.assignments.load(self.customer_id)
+        assignment = customer_views.current(history, datetime.now(UTC))
+        if assignment is None:
+            return None
+        return await info.context.loaders.plan.load(assignment.plan_id)
 
     @classmethod
     def from_model(cls, row: models.Customer) -> Customer:

@@ -10,7 +10,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import any_, bindparam, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -259,6 +260,36 @@ async def load_plan(
     return LoadedPlan(plan, [(item, meter) for item, meter in rows])
 
 
+async def load_plans(
+    session: AsyncSession, *, account_id: uuid.UUID, plan_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, LoadedPlan]:
+    """Many plans with their items and meters in two statements, however many plans."""
+    if not plan_ids:
+        return {}
+    wanted = any_(bindparam(None, sorted(set(plan_ids)), type_=ARRAY(UUID(as_uuid=True))))
+    found = list(
+        await session.scalars(
+            select(PricingPlan).where(
+                col(PricingPlan.account_id) == account_id, col(PricingPlan.id) == wanted
+            )
+        )
+    )
+    items: dict[uuid.UUID, list[tuple[PlanItem, Meter]]] = {p.id: [] for p in found}
+    rows = await session.execute(
+        select(PlanItem, Meter)
+        .join(
+            Meter,
+            (col(Meter.account_id) == col(PlanItem.account_id))
+            & (col(Meter.id) == col(PlanItem.meter_id)),
+        )
+        .where(col(PlanItem.account_id) == account_id, col(PlanItem.plan_id) == wanted)
+        .order_by(col(PlanItem.plan_id), col(PlanItem.position))
+    )
+    for item, meter in rows:
+        items[item.plan_id].append((item, meter))
+    return {p.id: LoadedPlan(p, items[p.id]) for p in found}
+
+
 async def list_plans(
     session: AsyncSession, *, account_id: uuid.UUID, status: PlanStatus | None = None
 ) -> list[LoadedPlan]:
@@ -266,8 +297,8 @@ async def list_plans(
     if status is not None:
         query = query.where(col(PricingPlan.status) == status)
     ids = list(await session.scalars(query.order_by(col(PricingPlan.created_at))))
-    plans = [await load_plan(session, account_id=account_id, plan_id=i) for i in ids]
-    return [p for p in plans if p is not None]
+    loaded = await load_plans(session, account_id=account_id, plan_ids=ids)
+    return [loaded[i] for i in ids if i in loaded]
 
 
 async def required(session: AsyncSession, account_id: uuid.UUID, plan_id: uuid.UUID) -> LoadedPlan:

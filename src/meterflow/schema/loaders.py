@@ -1,0 +1,96 @@
+"""Per-request DataLoaders: nested fields of a page (a customer's usage, invoice, plan,
+balance; an invoice's payment) are read for the whole page at once — a fixed number of SQL
+statements per field, whatever the page size — each batch in one short session of its own.
+
+Built per request (the context creates them on first use, never at module level). They batch
+but do not cache (`cache=False`): a WebSocket's context lives as long as its connection, and a
+subscription must read the truth each time, not what an earlier message saw.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from strawberry.dataloader import DataLoader
+
+from meterflow.db import SessionFactory
+from meterflow.models import Invoice, InvoicePayment, PlanAssignment
+from meterflow.services import customer_views, invoice_payments, plans
+from meterflow.services.current_usage import MeterTotal
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Loaders:
+    def __init__(self, session_factory: SessionFactory, account_id: uuid.UUID) -> None:
+        self.session_factory = session_factory
+        self.account_id = account_id
+        self.current_usage: DataLoader[str, list[MeterTotal]] = self._loader(self._usage)
+        self.current_invoice: DataLoader[str, Invoice | None] = self._loader(self._invoices)
+        self.assignments: DataLoader[str, list[PlanAssignment]] = self._loader(self._assignments)
+        self.plan: DataLoader[uuid.UUID, plans.LoadedPlan | None] = self._loader(self._plans)
+        self.balance: DataLoader[tuple[str, str], Decimal] = self._loader(self._balances)
+        self.payment: DataLoader[uuid.UUID, InvoicePayment | None] = self._loader(self._payments)
+
+    @staticmethod
+    def _loader(
+        batch: Callable[[Sequence[K]], Awaitable[Sequence[V]]],
+    ) -> DataLoader[K, V]:
+        return DataLoader(load_fn=batch, cache=False)
+
+    async def _read(self, read: Callable[[Any], Awaitable[V]]) -> V:
+        async with self.session_factory() as session:
+            return await read(session)
+
+    async def _usage(self, keys: Sequence[str]) -> list[list[MeterTotal]]:
+        found = await self._read(
+            lambda s: customer_views.current_usage(
+                s, account_id=self.account_id, customer_ids=keys, now=_now()
+            )
+        )
+        return [found.get(k, []) for k in keys]
+
+    async def _invoices(self, keys: Sequence[str]) -> list[Invoice | None]:
+        found = await self._read(
+            lambda s: customer_views.current_invoices(
+                s, account_id=self.account_id, customer_ids=keys, now=_now()
+            )
+        )
+        return [found.get(k) for k in keys]
+
+    async def _assignments(self, keys: Sequence[str]) -> list[list[PlanAssignment]]:
+        found = await self._read(
+            lambda s: customer_views.assignments(s, account_id=self.account_id, customer_ids=keys)
+        )
+        return [found.get(k, []) for k in keys]
+
+    async def _plans(self, keys: Sequence[uuid.UUID]) -> list[plans.LoadedPlan | None]:
+        found = await self._read(
+            lambda s: plans.load_plans(s, account_id=self.account_id, plan_ids=list(keys))
+        )
+        return [found.get(k) for k in keys]
+
+    async def _balances(self, keys: Sequence[tuple[str, str]]) -> list[Decimal]:
+        found = await self._read(
+            lambda s: customer_views.balances(
+                s, account_id=self.account_id, wallets=keys, now=_now()
+            )
+        )
+        return [found[k] for k in keys]
+
+    async def _payments(self, keys: Sequence[uuid.UUID]) -> list[InvoicePayment | None]:
+        found = await self._read(
+            lambda s: invoice_payments.payments_of(
+                s, account_id=self.account_id, invoice_ids=list(keys)
+            )
+        )
+        return [found.get(k) for k in keys]

@@ -1,0 +1,140 @@
+"""What a dashboard shows beside each customer of a page — current usage, running invoice, plan
+and its history, wallet balances — read for many customers at once. Each function costs a
+fixed number of statements, however many customers it is given (the GraphQL DataLoaders call
+them once per page), never one per customer.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from meterflow.models import CreditGrant, Invoice, InvoiceStatus, MeterStatus, PlanAssignment
+from meterflow.services import meters, usage
+from meterflow.services.current_usage import MeterTotal
+from meterflow.services.sql import any_text
+from meterflow.services.timebuckets import Grouping, floor, following
+
+
+async def current_usage(
+    session: AsyncSession, *, account_id: uuid.UUID, customer_ids: Sequence[str], now: datetime
+) -> dict[str, list[MeterTotal]]:
+    """Month-to-date usage per meter for each customer: one grouped usage query per meter."""
+    start = floor(now, Grouping.MONTH)
+    end = following(start, Grouping.MONTH)
+    ids = sorted(set(customer_ids))
+    totals: dict[str, list[MeterTotal]] = {c: [] for c in ids}
+    if not ids:
+        return totals
+    for meter in await meters.list_meters(session, account_id=account_id):
+        if meter.status is MeterStatus.DEPRECATED:
+            continue
+        answer = await usage.query_usage(
+            session,
+            account_id=account_id,
+            query=usage.UsageQuery(
+                meter_api_name=meter.meter_api_name,
+                grouping=Grouping.MONTH,
+                start=start,
+                end=end,
+                group_by=(usage.CUSTOMER,),
+                filter={usage.CUSTOMER: ids},
+            ),
+            now=now,
+        )
+        by_customer = {g.group.get(usage.CUSTOMER): g.total for g in answer.groups}
+        for customer_id in ids:
+            totals[customer_id].append(
+                MeterTotal(
+                    meter.meter_api_name,
+                    meter.meter_type,
+                    meter.unit,
+                    by_customer.get(customer_id, Decimal(0)),
+                    start,
+                    end,
+                )
+            )
+    return totals
+
+
+async def current_invoices(
+    session: AsyncSession, *, account_id: uuid.UUID, customer_ids: Sequence[str], now: datetime
+) -> dict[str, Invoice]:
+    """The invoice of the period covering now (not voided), per customer that has one."""
+    if not customer_ids:
+        return {}
+    rows = await session.scalars(
+        select(Invoice).where(
+            col(Invoice.account_id) == account_id,
+            col(Invoice.customer_id) == any_text(customer_ids),
+            col(Invoice.period_start) <= now,
+            col(Invoice.period_end) > now,
+            col(Invoice.status) != InvoiceStatus.VOID,
+        )
+    )
+    return {row.customer_id: row for row in rows}
+
+
+async def assignments(
+    session: AsyncSession, *, account_id: uuid.UUID, customer_ids: Sequence[str]
+) -> dict[str, list[PlanAssignment]]:
+    """Each customer's plan history, oldest first."""
+    found: dict[str, list[PlanAssignment]] = defaultdict(list)
+    if not customer_ids:
+        return found
+    for row in await session.scalars(
+        select(PlanAssignment)
+        .where(
+            col(PlanAssignment.account_id) == account_id,
+            col(PlanAssignment.customer_id) == any_text(customer_ids),
+        )
+        .order_by(col(PlanAssignment.customer_id), col(PlanAssignment.start_time))
+    ):
+        found[row.customer_id].append(row)
+    return found
+
+
+def current(history: list[PlanAssignment], now: datetime) -> PlanAssignment | None:
+    """The assignment covering now (the latest-starting one, as re-rating reads it)."""
+    covering = [
+        a for a in history if a.start_time <= now and (a.end_time is None or a.end_time > now)
+    ]
+    return covering[-1] if covering else None
+
+
+async def balances(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    wallets: Sequence[tuple[str, str]],
+    now: datetime,
+) -> dict[tuple[str, str], Decimal]:
+    """Credits left per (customer, currency), as wallets.balance reads one."""
+    result = {key: Decimal(0) for key in wallets}
+    if not wallets:
+        return result
+    rows = await session.execute(
+        select(
+            col(CreditGrant.customer_id),
+            col(CreditGrant.currency),
+            func.coalesce(func.sum(col(CreditGrant.remaining)), 0),
+        )
+        .where(
+            col(CreditGrant.account_id) == account_id,
+            col(CreditGrant.customer_id) == any_text([c for c, _ in wallets]),
+            col(CreditGrant.expired_at).is_(None),
+            (col(CreditGrant.expires_at).is_(None)) | (col(CreditGrant.expires_at) > now),
+        )
+        .group_by(col(CreditGrant.customer_id), col(CreditGrant.currency))
+    )
+    for customer_id, currency, total in rows:
+        if (customer_id, currency) in result:
+            result[(customer_id, currency)] = Decimal(total)
+    return result
