@@ -105,7 +105,7 @@ def test_unexpected_errors_are_masked_and_expected_ones_are_not() -> None:
     from graphql import GraphQLError
 
     from meterflow.errors import ValidationError
-    from meterflow.schema.root import should_mask
+    from meterflow.graphql_api import should_mask
 
     assert should_mask(GraphQLError("boom", original_error=RuntimeError("db password=...")))
     assert not should_mask(GraphQLError("bad", original_error=ValidationError("bad")))

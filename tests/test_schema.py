@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from meterflow.schema.root import schema
+from meterflow.graphql_api import schema
 
 SDL = Path(__file__).resolve().parent.parent / "schema.graphql"
 

@@ -1,5 +1,5 @@
-"""Rules of the architecture that a grep can keep: services never read the clock, and only entry
-points read settings."""
+"""Rules of the architecture that a grep can keep: services never read the clock, only entry
+points read settings, and the schema types never import what assembles them."""
 
 from __future__ import annotations
 
@@ -14,6 +14,12 @@ CLOCK = re.compile(r"\b(datetime\.now|datetime\.utcnow|utcnow|date\.today|time\.
 
 SETTINGS = re.compile(r"import Settings\b|\bSettings\(|\.settings\b|get_settings")
 ENTRY_POINTS = {"cli.py", "app.py", "config.py", "workers/settings.py"}
+
+# app → graphql_api (assembly) → resolvers → schema (types) → services: schema/ points down only.
+ABOVE_SCHEMA = re.compile(
+    r"\b(from|import)\s+meterflow\.(resolvers|graphql_api)\b"
+    r"|\bfrom\s+meterflow\s+import\s+.*\b(resolvers|graphql_api)\b"
+)
 
 
 def _offenders(files: list[Path], pattern: re.Pattern[str]) -> list[str]:
@@ -36,6 +42,14 @@ def test_only_entry_points_read_settings() -> None:
     assert _offenders(modules, SETTINGS) == [], "pass what they need in from the entry point"
 
 
+def test_schema_types_never_import_the_resolvers_or_the_assembly() -> None:
+    types = sorted((SRC / "schema").rglob("*.py"))
+    assert len(types) > 10
+    assert _offenders(types, ABOVE_SCHEMA) == [], (
+        "schema/ is below resolvers/ and graphql_api.py: move the import up, or the code down"
+    )
+
+
 def test_the_guards_see_what_they_guard() -> None:
     """The patterns catch the forms they are meant to (a guard that matches nothing passes)."""
     assert all(
@@ -48,3 +62,24 @@ def test_the_guards_see_what_they_guard() -> None:
         for line in ("from meterflow.config import Settings", "request.app.state.settings.x")
     )
     assert not SETTINGS.search("from arq.connections import RedisSettings")
+    assert all(
+        ABOVE_SCHEMA.search(line)
+        for line in (
+            "from meterflow.resolvers.customers import CustomerQueries",
+            "from meterflow.resolvers import base",
+            "import meterflow.resolvers.base",
+            "from meterflow.graphql_api import build_schema",
+            "import meterflow.graphql_api as api",
+            "    from meterflow import graphql_api",
+            "from meterflow import errors, resolvers",
+        )
+    )
+    assert not any(
+        ABOVE_SCHEMA.search(line)
+        for line in (
+            "from meterflow.schema.context import Context",
+            "from meterflow.services.pagination import page_size",
+            "# resolvers map services to these types",
+            "from meterflow.graphql_apis import x",
+        )
+    )

@@ -15,6 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from meterflow.config import Settings
 from meterflow.db import create_engine, create_session_factory
+from meterflow.graphql_api import build_schema
 from meterflow.http.auth import RequireApiKey
 from meterflow.http.credential_watch import CredentialWatch
 from meterflow.http.embed import DemoPage
@@ -29,7 +30,6 @@ from meterflow.http.stripe_webhook import StripeWebhook
 from meterflow.http.usage import usage_endpoint
 from meterflow.jobs import JobQueue
 from meterflow.pubsub import Broker
-from meterflow.schema.root import build_schema
 from meterflow.secretbox import SecretBox
 
 log = logging.getLogger("meterflow.app")
@@ -52,6 +52,8 @@ def create_app(settings: Settings) -> Starlette:
         max_depth=settings.max_query_depth,
         max_tokens=settings.max_query_tokens,
         max_aliases=settings.max_aliases,
+        max_cost=settings.max_query_cost,
+        max_page_size=settings.max_page_size,
     )
     broker = Broker(settings.redis_url)
     credential_watch = CredentialWatch(session_factory, broker)

@@ -141,7 +141,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
-    from meterflow.schema.root import schema
+    from meterflow.graphql_api import schema
 
     sdl = schema.as_str() + "\n"
     if args.output == "-":

@@ -1,4 +1,8 @@
-"""Builds the one Schema from the per-domain query and mutation pieces."""
+"""The GraphQL API's composition root: one Schema merged from the resolvers' per-domain query,
+mutation and subscription pieces, with error masking and the request limits around it.
+
+It sits above both `resolvers/` and `schema/` (app → here → resolvers → schema types →
+services): nothing under `schema/` imports it or the resolvers (tests/test_structure.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from strawberry.tools import merge_types
 
 from meterflow.db import TIMEOUT_MESSAGE, bad_value, is_timeout
 from meterflow.errors import MeterflowError
+from meterflow.query_cost import QueryCostLimiter
 from meterflow.resolvers.accounts import AccountMutations, AccountQueries
 from meterflow.resolvers.alerts import AlertMutations, AlertQueries, AlertSubscriptions
 from meterflow.resolvers.billing import BillingMutations, BillingQueries
@@ -26,6 +31,7 @@ from meterflow.resolvers.webhooks import WebhookMutations, WebhookQueries
 from meterflow.schema.discovery import AdminOnlySchemaDiscovery, SuggestionHidingExecutor
 from meterflow.schema.input_text import StorableInputText
 from meterflow.schema.scalars import SCALAR_MAP
+from meterflow.services.pagination import page_size
 
 log = logging.getLogger("meterflow.graphql")
 
@@ -110,8 +116,15 @@ class MaskUnexpectedErrors(MaskErrors):
 
 
 def build_schema(
-    *, max_depth: int = 12, max_tokens: int = 5_000, max_aliases: int = 30
+    *,
+    max_depth: int = 12,
+    max_tokens: int = 5_000,
+    max_aliases: int = 30,
+    max_cost: int = 50_000,
+    max_page_size: int = 500,
 ) -> strawberry.Schema:
+    # A connection asked for without `first` answers the resolvers' default page.
+    default_page_size = page_size(None, maximum=max_page_size)
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
@@ -124,6 +137,7 @@ def build_schema(
             lambda: QueryDepthLimiter(max_depth=max_depth),
             lambda: MaxTokensLimiter(max_token_count=max_tokens),
             lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+            lambda: QueryCostLimiter(max_cost=max_cost, default_page_size=default_page_size),
             # Before discovery's validation: a NUL or lone surrogate refuses the operation.
             StorableInputText,
             # Last: it validates with the rules the limiters above added.
