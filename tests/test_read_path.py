@@ -30,7 +30,7 @@ PAGE = """query($n: Int!) { customers(first: $n) { edges { node {
     customerId
     currentUsage { meterApiName value }
     currentInvoice { id total lines { amount } payment { status } }
-    wallet { currency balance }
+    wallet { currency balance autoTopUp { threshold } }
     plan { name currency items { meterApiName } }
     planAssignments { planId startTime endTime }
 } } } }"""
@@ -155,7 +155,11 @@ async def test_every_figure_on_the_page_is_the_single_customer_figure(
         # By hand: 1.00 a call, credits drawn first.
         assert node["currentUsage"] == [{"meterApiName": "calls", "value": str(calls)}]
         assert Decimal(node["currentInvoice"]["total"]) == Decimal(calls) - drawn, node
-        assert node["wallet"] == {"currency": "USD", "balance": f"{credits - drawn:.2f}"}
+        assert node["wallet"] == {
+            "currency": "USD",
+            "balance": f"{credits - drawn:.2f}",
+            "autoTopUp": None,
+        }
         assert node["plan"]["name"] == "p" and node["plan"]["items"] == [{"meterApiName": "calls"}]
         assert len(node["planAssignments"]) == 1 and node["planAssignments"][0]["endTime"] is None
         assert node["currentInvoice"]["payment"] is None

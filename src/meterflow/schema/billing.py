@@ -444,15 +444,7 @@ class Wallet:
 
     @strawberry.field(description="The automatic top-up rule of this wallet, if one is set.")
     async def auto_top_up(self, info: strawberry.Info) -> AutoTopUp | None:
-        from meterflow.services import top_ups
-
-        async with info.context.session_factory() as session:
-            row = await top_ups.auto_rule(
-                session,
-                account_id=self.account_id,  # type: ignore[arg-type]
-                customer_id=self.customer_id,
-                currency=self.currency,
-            )
+        row = await info.context.loaders.auto_top_up.load((self.customer_id, self.currency))
         return AutoTopUp.from_model(row) if row else None
 
 

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 from strawberry.dataloader import DataLoader
 
 from meterflow.db import SessionFactory
-from meterflow.models import Invoice, InvoicePayment, PlanAssignment
-from meterflow.services import customer_views, invoice_payments, plans
+from meterflow.models import AutoTopUp, Invoice, InvoicePayment, PlanAssignment
+from meterflow.services import customer_views, invoice_payments, plans, top_ups
 from meterflow.services.current_usage import MeterTotal
 
 K = TypeVar("K")
@@ -40,6 +40,9 @@ class Loaders:
         self.plan: DataLoader[uuid.UUID, plans.LoadedPlan | None] = self._loader(self._plans)
         self.balance: DataLoader[tuple[str, str], Decimal] = self._loader(self._balances)
         self.payment: DataLoader[uuid.UUID, InvoicePayment | None] = self._loader(self._payments)
+        self.auto_top_up: DataLoader[tuple[str, str], AutoTopUp | None] = self._loader(
+            self._auto_top_ups
+        )
 
     @staticmethod
     def _loader(
@@ -92,5 +95,11 @@ class Loaders:
             lambda s: invoice_payments.payments_of(
                 s, account_id=self.account_id, invoice_ids=list(keys)
             )
+        )
+        return [found.get(k) for k in keys]
+
+    async def _auto_top_ups(self, keys: Sequence[tuple[str, str]]) -> list[AutoTopUp | None]:
+        found = await self._read(
+            lambda s: top_ups.auto_rules(s, account_id=self.account_id, wallets=keys)
         )
         return [found.get(k) for k in keys]

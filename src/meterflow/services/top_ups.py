@@ -116,6 +116,23 @@ async def auto_rule(
     )
 
 
+async def auto_rules(
+    session: AsyncSession, *, account_id: uuid.UUID, wallets: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], AutoTopUp]:
+    """The automatic rules of many wallets (customer, currency) in one statement."""
+    if not wallets:
+        return {}
+    rows = await session.scalars(
+        select(AutoTopUp).where(
+            col(AutoTopUp.account_id) == account_id,
+            col(AutoTopUp.customer_id) == any_text([c for c, _ in wallets]),
+        )
+    )
+    wanted = {(c, cur.upper()) for c, cur in wallets}
+    found = {(r.customer_id, r.currency): r for r in rows}
+    return {key: rule for key, rule in found.items() if key in wanted}
+
+
 async def _start(
     session: AsyncSession,
     *,
