@@ -137,7 +137,11 @@ def build_schema(
             lambda: QueryDepthLimiter(max_depth=max_depth),
             lambda: MaxTokensLimiter(max_token_count=max_tokens),
             lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
-            lambda: QueryCostLimiter(max_cost=max_cost, default_page_size=default_page_size),
+            lambda: QueryCostLimiter(
+                max_cost=max_cost,
+                default_page_size=default_page_size,
+                max_first=max_page_size,
+            ),
             # Before discovery's validation: a NUL or lone surrogate refuses the operation.
             StorableInputText,
             # Last: it validates with the rules the limiters above added.

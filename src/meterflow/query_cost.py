@@ -84,9 +84,12 @@ def query_cost(
     default_page_size: int,
     list_estimate: int = LIST_ESTIMATE,
     ceiling: int = COST_CEILING,
+    max_first: int | None = None,
 ) -> int:
     """The cost of the operation `operation_name` names (or of the only one); when neither
-    picks one, the largest of the document's operations. At most `ceiling`."""
+    picks one, the largest of the document's operations. At most `ceiling`. A `first` above
+    `max_first` counts as `max_first`: the resolver refuses it with its own, exact error (the
+    page bound), which says more than a cost would."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     chosen = [
         op
@@ -115,6 +118,7 @@ def query_cost(
             default_page_size=default_page_size,
             list_estimate=list_estimate,
             ceiling=ceiling,
+            max_first=max_first if max_first is not None else ceiling,
         )
         costs.append(walk.selection_set(operation.selection_set, root, None, 0))
     return min(max(costs), ceiling)
@@ -131,8 +135,10 @@ class _Walk:
         default_page_size: int,
         list_estimate: int,
         ceiling: int,
+        max_first: int,
     ) -> None:
         self.schema = schema
+        self.max_first = max_first
         self.fragments = fragments
         self.variables = variables
         self.variable_defaults = variable_defaults
@@ -226,7 +232,7 @@ class _Walk:
         count = _whole_number(value)
         if count is None:
             return otherwise
-        return min(max(count, 0), self.ceiling)
+        return min(max(count, 0), self.max_first, self.ceiling)
 
     def value(self, node: ValueNode) -> Any:
         if isinstance(node, IntValueNode):
@@ -291,9 +297,15 @@ class QueryCostLimiter(SchemaExtension):
     executes after a validation error. The variables are the operation's, read here."""
 
     def __init__(
-        self, *, max_cost: int, default_page_size: int, list_estimate: int = LIST_ESTIMATE
+        self,
+        *,
+        max_cost: int,
+        default_page_size: int,
+        list_estimate: int = LIST_ESTIMATE,
+        max_first: int | None = None,
     ) -> None:
         self.max_cost = max_cost
+        self.max_first = max_first
         self.default_page_size = default_page_size
         self.list_estimate = list_estimate
 
@@ -315,6 +327,7 @@ class QueryCostLimiter(SchemaExtension):
                     self.context.schema,
                     default_page_size=limiter.default_page_size,
                     list_estimate=limiter.list_estimate,
+                    max_first=limiter.max_first,
                 )
                 if cost > limiter.max_cost:
                     self.report_error(too_costly(cost, limiter.max_cost))

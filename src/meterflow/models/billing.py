@@ -130,6 +130,12 @@ class Invoice(SQLModel, table=True):
             "account_id", "customer_id", "period_start", name="uq_invoices_customer_period"
         ),
         Index("ix_invoices_status_end", "status", "period_end"),
+        # The invoices list across customers, both directions, keyset cursors included:
+        # newest period first (and a periodStart range); by TOTAL, and by TOTAL within a status
+        # (rare statuses would otherwise walk most of ix_invoices_total).
+        Index("ix_invoices_period", "account_id", "period_start", "id"),
+        Index("ix_invoices_total", "account_id", "total", "id"),
+        Index("ix_invoices_status_total", "account_id", "status", "total", "id"),
     )
 
     account_id: uuid.UUID = Field(sa_column=account_key_column())

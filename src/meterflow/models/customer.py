@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, ForeignKey, String, UniqueConstraint, text
+from sqlalchemy import Column, ForeignKey, Index, String, UniqueConstraint, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlmodel import Field, SQLModel
 
@@ -21,6 +21,8 @@ class Customer(SQLModel, table=True):
     __tablename__ = "customers"
     __table_args__ = (
         UniqueConstraint("account_id", "customer_id", name="uq_customers_account_customer_id"),
+        # The customers list in its default order (and its keyset cursor), both directions.
+        Index("ix_customers_created", "account_id", "created_at", "id"),
     )
 
     account_id: uuid.UUID = Field(
@@ -44,3 +46,13 @@ class Customer(SQLModel, table=True):
     stripe_customer_id: str | None = Field(default=None, sa_column=Column(String(255)))
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+
+
+# The customers list by NAME (case-insensitive), both directions: an expression index, so it is
+# declared on the columns once the table exists.
+Index(
+    "ix_customers_name",
+    Customer.account_id,  # type: ignore[arg-type]
+    func.lower(Customer.name),
+    Customer.id,  # type: ignore[arg-type]
+)

@@ -34,6 +34,7 @@ from meterflow.schema.billing import (
     Wallet,
 )
 from meterflow.schema.errors import NotFoundProblem
+from meterflow.schema.list_orders import InvoiceFilter, InvoiceOrder, query_errors, with_cursors
 from meterflow.services import (
     assignments,
     invoice_lifecycle,
@@ -141,7 +142,11 @@ class BillingQueries:
             )
         return Invoice.from_model(row) if row else None
 
-    @strawberry.field(description="Invoices, newest period first.")
+    @strawberry.field(
+        description="Invoices, filtered and ordered (by default: newest period first). An admin "
+        "key lists every customer's; a session token only its customer's. A cursor belongs to "
+        "the order it was made under."
+    )
     async def invoices(
         self,
         info: Info,
@@ -149,20 +154,35 @@ class BillingQueries:
         status: models.InvoiceStatus | None = None,
         first: int | None = None,
         after: str | None = None,
+        filter: InvoiceFilter | None = None,
+        order_by: InvoiceOrder | None = None,
     ) -> InvoiceConnection:
         customer_id = customer_id if customer_id is not None else token_customer(info)
         account_id = require_reader(info, customer_id)
-        limit = page_size(first, maximum=info.context.max_page_size)
-        async with info.context.session_factory() as session:
-            page = await invoice_queries.list_invoices(
-                session,
-                account_id=account_id,
-                customer_id=customer_id,
-                status=status,
-                limit=limit,
-                after=after,
-            )
-        return InvoiceConnection.from_page(page)
+        filter = filter or InvoiceFilter()
+        if filter.customer_id is not None:
+            require_reader(info, filter.customer_id)  # a session token: its own customer only
+        order_by = order_by or InvoiceOrder()
+        with query_errors():
+            limit = page_size(first, maximum=info.context.max_page_size)
+            async with info.context.session_factory() as session:
+                page = await invoice_queries.list_invoices(
+                    session,
+                    account_id=account_id,
+                    customer_id=customer_id,
+                    status=status,
+                    limit=limit,
+                    after=after,
+                    filter=invoice_queries.InvoiceFilter(
+                        status=filter.status,
+                        customer_id=filter.customer_id,
+                        period_start_from=filter.period_start_from,
+                        period_start_to=filter.period_start_to,
+                    ),
+                    order_field=order_by.field,
+                    direction=order_by.direction,
+                )
+        return with_cursors(InvoiceConnection.from_page(page), page)
 
     @strawberry.field
     async def wallet(

@@ -13,6 +13,7 @@ from meterflow.schema.customers import (
     UpdateCustomerInput,
     UpdateCustomerResult,
 )
+from meterflow.schema.list_orders import CustomerFilter, CustomerOrder, query_errors, with_cursors
 from meterflow.services import customers
 from meterflow.services.pagination import page_size
 
@@ -28,17 +29,37 @@ class CustomerQueries:
             )
         return Customer.from_model(row) if row else None
 
-    @strawberry.field(description="Customers in creation order.")
+    @strawberry.field(
+        description="Customers, filtered and ordered (by default: in creation order). A cursor "
+        "belongs to the order it was made under."
+    )
     async def customers(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        filter: CustomerFilter | None = None,
+        order_by: CustomerOrder | None = None,
     ) -> CustomerConnection:
         principal = require_admin(info)
-        limit = page_size(first, maximum=info.context.max_page_size)
-        async with info.context.session_factory() as session:
-            page = await customers.list_customers(
-                session, account_id=principal.account_id, limit=limit, after=after
-            )
-        return CustomerConnection.from_page(page)
+        filter = filter or CustomerFilter()
+        order_by = order_by or CustomerOrder()
+        with query_errors():
+            limit = page_size(first, maximum=info.context.max_page_size)
+            async with info.context.session_factory() as session:
+                page = await customers.list_customers(
+                    session,
+                    account_id=principal.account_id,
+                    limit=limit,
+                    after=after,
+                    search=filter.search,
+                    has_plan=filter.has_plan,
+                    enabled=filter.enabled,
+                    order_field=order_by.field,
+                    direction=order_by.direction,
+                    now=datetime.now(UTC),
+                )
+        return with_cursors(CustomerConnection.from_page(page), page)
 
 
 @strawberry.type

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from meterflow.errors import ValidationError
 from meterflow.models import Invoice, InvoiceStatus
-from meterflow.services import assignments, plans
+from meterflow.services import assignments, plans, validation
 from meterflow.services.invoice_rating import rerate_customer
-from meterflow.services.pagination import Page
+from meterflow.services.pagination import (
+    OrderDirection,
+    Ordering,
+    Page,
+    after_keyset,
+    decode_position,
+    encode_position,
+    order_by,
+)
 from meterflow.services.periods import period_at
 
 
@@ -49,6 +62,31 @@ async def current_invoice(
     )
 
 
+class InvoiceOrderField(enum.StrEnum):
+    PERIOD_START = "PERIOD_START"
+    TOTAL = "TOTAL"
+
+
+def invoice_ordering(field: InvoiceOrderField, direction: OrderDirection) -> Ordering:
+    return Ordering(
+        "invoices",
+        field.value,
+        direction,
+        datetime if field is InvoiceOrderField.PERIOD_START else Decimal,
+        default=field is InvoiceOrderField.PERIOD_START and direction is OrderDirection.DESC,
+    )
+
+
+@dataclass(frozen=True)
+class InvoiceFilter:
+    """Conditions that all hold (with `list_invoices`' own customer_id and status)."""
+
+    status: InvoiceStatus | None = None
+    customer_id: str | None = None
+    period_start_from: datetime | None = None  # inclusive
+    period_start_to: datetime | None = None  # exclusive
+
+
 async def list_invoices(
     session: AsyncSession,
     *,
@@ -57,25 +95,49 @@ async def list_invoices(
     status: InvoiceStatus | None,
     limit: int,
     after: str | None,
+    filter: InvoiceFilter | None = None,
+    order_field: InvoiceOrderField = InvoiceOrderField.PERIOD_START,
+    direction: OrderDirection = OrderDirection.DESC,
 ) -> Page[Invoice]:
-    from meterflow.services.pagination import decode_cursor
-
+    """A page of the account's invoices (one customer's with `customer_id`), sorted by
+    `order_field` then id; by default the newest period first."""
+    ordering = invoice_ordering(order_field, direction)
+    position = decode_position(after, ordering) if after else None
+    filter = filter or InvoiceFilter()
     query = select(Invoice).where(col(Invoice.account_id) == account_id)
-    if customer_id is not None:
-        query = query.where(col(Invoice.customer_id) == customer_id)
-    if status is not None:
-        query = query.where(col(Invoice.status) == status)
-    if after:
-        position = decode_cursor(after)
-        query = query.where(
-            tuple_(col(Invoice.period_start), col(Invoice.id))
-            < tuple_(position.created_at, position.id)
+    for customer in (customer_id, filter.customer_id):
+        if customer is not None:
+            query = query.where(col(Invoice.customer_id) == customer)
+    for wanted in (status, filter.status):
+        if wanted is not None:
+            query = query.where(col(Invoice.status) == wanted)
+    start, end = filter.period_start_from, filter.period_start_to
+    if start is not None:
+        start = validation.utc_time(start, field="filter.periodStartFrom")
+        query = query.where(col(Invoice.period_start) >= start)
+    if end is not None:
+        end = validation.utc_time(end, field="filter.periodStartTo")
+        query = query.where(col(Invoice.period_start) < end)
+    if start is not None and end is not None and end < start:
+        raise ValidationError(
+            "filter.periodStartTo is before filter.periodStartFrom", field="filter.periodStartTo"
         )
+    key: Any = (
+        col(Invoice.period_start)
+        if order_field is InvoiceOrderField.PERIOD_START
+        else col(Invoice.total)
+    )
+    if position is not None:
+        query = query.where(after_keyset(key, col(Invoice.id), position, ordering))
     rows = list(
         await session.scalars(
-            query.order_by(col(Invoice.period_start).desc(), col(Invoice.id).desc()).limit(
-                limit + 1
-            )
+            query.order_by(*order_by(key, col(Invoice.id), ordering)).limit(limit + 1)
         )
     )
-    return Page(rows[:limit], len(rows) > limit)
+    page = rows[:limit]
+    field = "period_start" if order_field is InvoiceOrderField.PERIOD_START else "total"
+    return Page(
+        page,
+        len(rows) > limit,
+        [encode_position(ordering, getattr(row, field), row.id) for row in page],
+    )
