@@ -51,7 +51,11 @@ class Context:
         if self._loaders is None:
             if self.principal is None:
                 raise RuntimeError("DataLoaders need an authenticated principal")
-            self._loaders = Loaders(self.session_factory, self.principal.account_id)
+            self._loaders = Loaders(
+                self.session_factory,
+                self.principal.account_id,
+                cache=not isinstance(self.request, WebSocket),
+            )
         return self._loaders
 
     async def publish(self, *channels: str) -> None:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 import strawberry
@@ -13,7 +13,6 @@ from meterflow.schema.enums import MeterType
 from meterflow.schema.errors import ConflictProblem, NotFoundProblem, ValidationProblem
 from meterflow.schema.pagination import PageInfo
 from meterflow.schema.usage import MeterUsage
-from meterflow.services import customer_views, plans
 from meterflow.services.pagination import Page, encode_cursor
 
 
@@ -55,7 +54,7 @@ class Customer:
 
     @strawberry.field(description="The plan the customer is on now, or null.")
     async def plan(self, info: strawberry.Info) -> PricingPlan | None:
-        loaded = await self._current_plan(info)
+        loaded = await info.context.loaders.current_plan.load(self.customer_id)
         return PricingPlan.from_loaded(loaded) if loaded is not None else None
 
     @strawberry.field(description="Every plan assignment, oldest first, with start and end.")
@@ -77,8 +76,8 @@ class Customer:
     async def wallet(self, info: strawberry.Info, currency: str | None = None) -> Wallet:
         if currency:
             chosen = currency.upper()
-        else:
-            loaded = await self._current_plan(info)
+        else:  # the plan `plan` reads too: one batch for both fields
+            loaded = await info.context.loaders.current_plan.load(self.customer_id)
             chosen = loaded.plan.currency if loaded is not None else "USD"
         balance = await info.context.loaders.balance.load((self.customer_id, chosen))
         return Wallet(
@@ -87,13 +86,6 @@ class Customer:
             balance=balance,
             account_id=self.account_id,
         )
-
-    async def _current_plan(self, info: strawberry.Info) -> plans.LoadedPlan | None:
-        history = await info.context.loaders.assignments.load(self.customer_id)
-        assignment = customer_views.current(history, datetime.now(UTC))
-        if assignment is None:
-            return None
-        return await info.context.loaders.plan.load(assignment.plan_id)
 
     @classmethod
     def from_model(cls, row: models.Customer) -> Customer:

@@ -2,9 +2,10 @@
 balance; an invoice's payment) are read for the whole page at once — a fixed number of SQL
 statements per field, whatever the page size — each batch in one short session of its own.
 
-Built per request (the context creates them on first use, never at module level). They batch
-but do not cache (`cache=False`): a WebSocket's context lives as long as its connection, and a
-subscription must read the truth each time, not what an earlier message saw.
+Built per request (the context creates them on first use, never at module level). Over HTTP
+they also cache for the request (a customer's plan is read once for `plan` and `wallet`); over
+a WebSocket they only batch: its context lives as long as the connection, and a subscription
+must read the truth each time, not what an earlier message saw.
 """
 
 from __future__ import annotations
@@ -31,24 +32,28 @@ def _now() -> datetime:
 
 
 class Loaders:
-    def __init__(self, session_factory: SessionFactory, account_id: uuid.UUID) -> None:
+    def __init__(
+        self, session_factory: SessionFactory, account_id: uuid.UUID, *, cache: bool
+    ) -> None:
         self.session_factory = session_factory
         self.account_id = account_id
+        self.cache = cache
         self.current_usage: DataLoader[str, list[MeterTotal]] = self._loader(self._usage)
         self.current_invoice: DataLoader[str, Invoice | None] = self._loader(self._invoices)
         self.assignments: DataLoader[str, list[PlanAssignment]] = self._loader(self._assignments)
         self.plan: DataLoader[uuid.UUID, plans.LoadedPlan | None] = self._loader(self._plans)
+        # The plan a customer is on now, in one round trip (assignments and plans together).
+        self.current_plan: DataLoader[str, plans.LoadedPlan | None] = self._loader(
+            self._current_plans
+        )
         self.balance: DataLoader[tuple[str, str], Decimal] = self._loader(self._balances)
         self.payment: DataLoader[uuid.UUID, InvoicePayment | None] = self._loader(self._payments)
         self.auto_top_up: DataLoader[tuple[str, str], AutoTopUp | None] = self._loader(
             self._auto_top_ups
         )
 
-    @staticmethod
-    def _loader(
-        batch: Callable[[Sequence[K]], Awaitable[Sequence[V]]],
-    ) -> DataLoader[K, V]:
-        return DataLoader(load_fn=batch, cache=False)
+    def _loader(self, batch: Callable[[Sequence[K]], Awaitable[Sequence[V]]]) -> DataLoader[K, V]:
+        return DataLoader(load_fn=batch, cache=self.cache)
 
     async def _read(self, read: Callable[[Any], Awaitable[V]]) -> V:
         async with self.session_factory() as session:
@@ -81,6 +86,27 @@ class Loaders:
             lambda s: plans.load_plans(s, account_id=self.account_id, plan_ids=list(keys))
         )
         return [found.get(k) for k in keys]
+
+    async def _current_plans(self, keys: Sequence[str]) -> list[plans.LoadedPlan | None]:
+        found = await self._read(lambda s: self._plans_now(s, keys))
+        return [found.get(k) for k in keys]
+
+    async def _plans_now(self, session: Any, keys: Sequence[str]) -> dict[str, plans.LoadedPlan]:
+        now = _now()
+        history = await customer_views.assignments(
+            session, account_id=self.account_id, customer_ids=keys
+        )
+        current = {k: customer_views.current(history.get(k, []), now) for k in keys}
+        loaded = await plans.load_plans(
+            session,
+            account_id=self.account_id,
+            plan_ids=[a.plan_id for a in current.values() if a is not None],
+        )
+        return {
+            k: loaded[a.plan_id]
+            for k, a in current.items()
+            if a is not None and a.plan_id in loaded
+        }
 
     async def _balances(self, keys: Sequence[tuple[str, str]]) -> list[Decimal]:
         found = await self._read(
