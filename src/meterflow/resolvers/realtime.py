@@ -17,7 +17,7 @@ from meterflow.pubsub import channel
 from meterflow.resolvers.base import Info, require_admin, require_reader
 from meterflow.schema.billing import Invoice, Wallet
 from meterflow.schema.events import MeterEvent
-from meterflow.services import current_usage, events, invoice_queries, wallets
+from meterflow.services import customer_views, events, invoice_queries, wallets
 
 # At most this many messages a second per subscription: a burst of changes becomes one.
 COALESCE_SECONDS = 0.2
@@ -98,13 +98,14 @@ class RealtimeSubscriptions:
 
         async def read() -> UsageSnapshot | None:
             async with info.context.session_factory() as session:
-                totals = await current_usage.current_usage(
+                found = await customer_views.current_usage(
                     session,
                     account_id=account_id,
-                    customer_id=customer_id,
+                    customer_ids=[customer_id],
                     now=datetime.now(UTC),
                     meter_api_name=meter_api_name,
                 )
+            totals = found[customer_id]
             if not totals:
                 raise GraphQLError(f"no meter {meter_api_name!r}", extensions={"code": "NOT_FOUND"})
             total = totals[0]

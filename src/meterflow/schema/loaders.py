@@ -21,7 +21,7 @@ from strawberry.dataloader import DataLoader
 from meterflow.db import SessionFactory
 from meterflow.models import AutoTopUp, Invoice, InvoicePayment, PlanAssignment
 from meterflow.services import customer_views, invoice_payments, plans, top_ups
-from meterflow.services.current_usage import MeterTotal
+from meterflow.services.customer_views import MeterTotal
 
 K = TypeVar("K")
 V = TypeVar("V")

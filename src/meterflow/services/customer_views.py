@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -18,15 +19,30 @@ from sqlmodel import col
 
 from meterflow.models import CreditGrant, Invoice, InvoiceStatus, MeterStatus, PlanAssignment
 from meterflow.services import meters, usage
-from meterflow.services.current_usage import MeterTotal
 from meterflow.services.sql import any_text
 from meterflow.services.timebuckets import Grouping, floor, following
 
 
+@dataclass(frozen=True)
+class MeterTotal:
+    meter_api_name: str
+    meter_type: str
+    unit: str | None
+    value: Decimal
+    period_start: datetime
+    period_end: datetime
+
+
 async def current_usage(
-    session: AsyncSession, *, account_id: uuid.UUID, customer_ids: Sequence[str], now: datetime
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    customer_ids: Sequence[str],
+    now: datetime,
+    meter_api_name: str | None = None,
 ) -> dict[str, list[MeterTotal]]:
-    """Month-to-date usage per meter for each customer: one grouped usage query per meter."""
+    """Month-to-date usage per meter for each customer: one grouped usage query per meter.
+    All meters but the deprecated ones; or the one meter named, deprecated or not."""
     start = floor(now, Grouping.MONTH)
     end = following(start, Grouping.MONTH)
     ids = sorted(set(customer_ids))
@@ -34,7 +50,9 @@ async def current_usage(
     if not ids:
         return totals
     for meter in await meters.list_meters(session, account_id=account_id):
-        if meter.status is MeterStatus.DEPRECATED:
+        if meter_api_name is not None and meter.meter_api_name != meter_api_name:
+            continue
+        if meter.status is MeterStatus.DEPRECATED and meter_api_name is None:
             continue
         answer = await usage.query_usage(
             session,
