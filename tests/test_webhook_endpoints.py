@@ -415,6 +415,28 @@ async def test_alerts_and_low_balances_reach_endpoints(
         "spender",
         "4",
     )
+    # The alert as the API lists it: its rule for an admin key, FORBIDDEN for a session token.
+    listed = (
+        await gql('{ alertEvents(customerId: "spender") { name rule { name subject range } } }')
+    )["alertEvents"]
+    assert listed == [
+        {
+            "name": "more than 3 calls",
+            "rule": {"name": "more than 3 calls", "subject": "USAGE", "range": "DAY"},
+        }
+    ]
+    token = (
+        await gql(
+            'mutation { createCustomerSession(customerId: "spender") { ... on CustomerSession '
+            "{ token } } }"
+        )
+    )["createCustomerSession"]["token"]
+    refused = await gql.http.post(
+        "/graphql",
+        json={"query": '{ alertEvents(customerId: "spender") { name rule { name } } }'},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert [e["extensions"]["code"] for e in refused.json()["errors"]] == ["FORBIDDEN"]
     low = by_type["wallet.balance_low"]["data"]["wallet"]
     assert (low["customerId"], low["balance"], low["threshold"]) == ("spender", "1.00", "2")
     updated = by_type["invoice.updated"]["data"]["invoice"]

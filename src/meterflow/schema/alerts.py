@@ -159,6 +159,20 @@ class AlertEvent:
     fired_at: datetime
     # None when the caller may not see deliveries (a customer session token).
     visible_deliveries: strawberry.Private[list[AlertDelivery] | None]
+    # The rule, for admin keys (its channels are credentials); None for a session token.
+    visible_rule: strawberry.Private[AlertRule | None] = None
+
+    @strawberry.field(
+        description="The rule that fired, for admin keys (read with the page's events, in the "
+        "same query); a customer session token gets FORBIDDEN here."
+    )
+    def rule(self) -> AlertRule | None:
+        if self.visible_deliveries is None:
+            raise GraphQLError(
+                "a customer session token sees the alert itself only, not its rule",
+                extensions={"code": "FORBIDDEN"},
+            )
+        return self.visible_rule
 
     @strawberry.field(
         description="The delivery log, for admin keys: targets are credentials (a Slack URL), "
@@ -179,9 +193,11 @@ class AlertEvent:
         deliveries: list[models.AlertDelivery] | None,
         rule_name: str,
         box: SecretBox,
+        rule: models.AlertRule | None = None,
     ) -> AlertEvent:
-        """`deliveries` None: the caller may not see them (not loaded either)."""
+        """`deliveries` None: the caller may not see them, nor the rule (not loaded either)."""
         return cls(
+            visible_rule=AlertRule.from_model(rule, box) if rule is not None else None,
             id=strawberry.ID(str(row.id)),
             rule_id=strawberry.ID(str(row.rule_id)),
             name=rule_name,
