@@ -30,7 +30,8 @@ PAGE = """query($n: Int!) { customers(first: $n) { edges { node {
     customerId
     currentUsage { meterApiName value }
     currentInvoice { id total lines { amount } payment { status } }
-    wallet { currency balance autoTopUp { threshold } }
+    wallet { currency balance autoTopUp { threshold }
+      ledger(first: 5) { edges { node { kind amount balanceAfter } } pageInfo { hasNextPage } } }
     plan { name currency items { meterApiName } }
     planAssignments { planId startTime endTime }
 } } } }"""
@@ -155,11 +156,26 @@ async def test_every_figure_on_the_page_is_the_single_customer_figure(
         # By hand: 1.00 a call, credits drawn first.
         assert node["currentUsage"] == [{"meterApiName": "calls", "value": str(calls)}]
         assert Decimal(node["currentInvoice"]["total"]) == Decimal(calls) - drawn, node
+        ledger = node["wallet"].pop("ledger")
         assert node["wallet"] == {
             "currency": "USD",
             "balance": f"{credits - drawn:.2f}",
             "autoTopUp": None,
         }
+        # By hand: a GRANT line, then the invoice's CONSUMPTION of it (when it drew any).
+        expected = []
+        if credits:
+            expected.append({"kind": "GRANT", "amount": "2.00", "balanceAfter": "2.00"})
+        if drawn:
+            expected.append(
+                {
+                    "kind": "CONSUMPTION",
+                    "amount": f"{-drawn:.2f}",
+                    "balanceAfter": f"{credits - drawn:.2f}",
+                }
+            )
+        assert [e["node"] for e in ledger["edges"]] == expected, node["customerId"]
+        assert ledger["pageInfo"] == {"hasNextPage": False}
         assert node["plan"]["name"] == "p" and node["plan"]["items"] == [{"meterApiName": "calls"}]
         assert len(node["planAssignments"]) == 1 and node["planAssignments"][0]["endTime"] is None
         assert node["currentInvoice"]["payment"] is None

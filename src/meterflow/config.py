@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     max_aliases: int = 30
     max_page_size: int = 500
     # Lists multiplied by the pages they ask for (query_cost.py), refused above this.
-    max_query_cost: int = 50_000
+    max_query_cost: int = 100_000
 
     # PostgreSQL statement_timeout on every connection of the API process: a request's
     # statement that runs (or waits on a lock) longer is cancelled and answered TIMEOUT/504.

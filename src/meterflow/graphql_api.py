@@ -120,7 +120,7 @@ def build_schema(
     max_depth: int = 12,
     max_tokens: int = 5_000,
     max_aliases: int = 30,
-    max_cost: int = 50_000,
+    max_cost: int = 100_000,
     max_page_size: int = 500,
 ) -> strawberry.Schema:
     # A connection asked for without `first` answers the resolvers' default page.

@@ -420,19 +420,14 @@ class Wallet:
     async def ledger(
         self, info: strawberry.Info, first: int | None = None, after: str | None = None
     ) -> WalletLedgerConnection:
-        from meterflow.services import wallet_statement
         from meterflow.services.pagination import page_size
 
         limit = page_size(first, maximum=info.context.max_page_size)
-        async with info.context.session_factory() as session:
-            page = await wallet_statement.ledger(
-                session,
-                account_id=self.account_id,  # type: ignore[arg-type]
-                customer_id=self.customer_id,
-                currency=self.currency,
-                limit=limit,
-                after=int(after) if after and after.isdigit() else None,
-            )
+        position = int(after) if after and after.isdigit() else None
+        # A page of wallets reads its statements in one batch.
+        page = await info.context.loaders.ledger.load(
+            (self.customer_id, self.currency, limit, position)
+        )
         edges = [
             WalletLedgerEdge(cursor=str(line.entry.seq), node=WalletLedgerEntry.from_line(line))
             for line in page.items

@@ -20,10 +20,13 @@ from strawberry.dataloader import DataLoader
 
 from meterflow.db import SessionFactory
 from meterflow.models import AutoTopUp, Invoice, InvoicePayment, PlanAssignment
-from meterflow.services import customer_views, invoice_payments, plans, top_ups
+from meterflow.services import customer_views, invoice_payments, plans, top_ups, wallet_statement
 from meterflow.services.customer_views import MeterTotal
+from meterflow.services.pagination import Page
+from meterflow.services.wallet_statement import StatementLine
 
 K = TypeVar("K")
+LedgerKey = tuple[str, str, int, int | None]
 V = TypeVar("V")
 
 
@@ -51,6 +54,8 @@ class Loaders:
         self.auto_top_up: DataLoader[tuple[str, str], AutoTopUp | None] = self._loader(
             self._auto_top_ups
         )
+        # (customer, currency, limit, after) → that page of the wallet's statement.
+        self.ledger: DataLoader[LedgerKey, Page[StatementLine]] = self._loader(self._ledgers)
 
     def _loader(self, batch: Callable[[Sequence[K]], Awaitable[Sequence[V]]]) -> DataLoader[K, V]:
         return DataLoader(load_fn=batch, cache=self.cache)
@@ -129,3 +134,21 @@ class Loaders:
             lambda s: top_ups.auto_rules(s, account_id=self.account_id, wallets=keys)
         )
         return [found.get(k) for k in keys]
+
+    async def _ledgers(self, keys: Sequence[LedgerKey]) -> list[Page[StatementLine]]:
+        """One statement per distinct page shape (a page of wallets asks for one)."""
+        shapes: dict[tuple[int, int | None], list[tuple[str, str]]] = {}
+        for customer, currency, limit, after in keys:
+            shapes.setdefault((limit, after), []).append((customer, currency))
+
+        async def read(session: Any) -> dict[LedgerKey, Page[StatementLine]]:
+            out: dict[LedgerKey, Page[StatementLine]] = {}
+            for (limit, after), wallets in shapes.items():
+                pages = await wallet_statement.ledgers(
+                    session, account_id=self.account_id, wallets=wallets, limit=limit, after=after
+                )
+                out.update({(c, cur, limit, after): page for (c, cur), page in pages.items()})
+            return out
+
+        found = await self._read(read)
+        return [found[k] for k in keys]

@@ -6,6 +6,7 @@ Written by services/wallets.py (grants, consumption per invoice and grant, expir
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -17,6 +18,7 @@ from sqlmodel import col
 
 from meterflow.models import CreditGrant, Invoice, LedgerKind, WalletLedgerEntry
 from meterflow.services.pagination import Page
+from meterflow.services.sql import any_text
 
 
 @dataclass(frozen=True)
@@ -43,28 +45,55 @@ async def ledger(
 ) -> Page[StatementLine]:
     """The wallet's statement, oldest line first. Each line's balance is the running sum up to it
     over the whole wallet (then paged), so the last line's balance is the wallet's."""
+    pages = await ledgers(
+        session,
+        account_id=account_id,
+        wallets=[(customer_id, currency)],
+        limit=limit,
+        after=after,
+    )
+    return pages[(customer_id, currency)]
+
+
+async def ledgers(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    wallets: Sequence[tuple[str, str]],
+    limit: int,
+    after: int | None,
+) -> dict[tuple[str, str], Page[StatementLine]]:
+    """The same page (`limit` lines after `after`) of many wallets' statements, in one
+    statement: running balances per wallet, then each wallet's first lines by position."""
+    pages: dict[tuple[str, str], Page[StatementLine]] = {w: Page([], False) for w in wallets}
+    if not wallets:
+        return pages
+    wallet = (col(WalletLedgerEntry.customer_id), col(WalletLedgerEntry.currency))
     running = (
         select(
             WalletLedgerEntry,
             func.sum(col(WalletLedgerEntry.amount))
-            .over(order_by=col(WalletLedgerEntry.seq))
+            .over(partition_by=wallet, order_by=col(WalletLedgerEntry.seq))
             .label("balance_after"),
         )
         .where(
             col(WalletLedgerEntry.account_id) == account_id,
-            col(WalletLedgerEntry.customer_id) == customer_id,
-            col(WalletLedgerEntry.currency) == currency,
+            col(WalletLedgerEntry.customer_id) == any_text([c for c, _ in wallets]),
         )
         .subquery()
     )
-    line = aliased(WalletLedgerEntry, running)
-    query = (
+    numbered = (
         select(
-            line,
-            running.c.balance_after,
-            col(Invoice.period_start),
-            col(Invoice.period_end),
-            col(CreditGrant.reason),
+            running,
+            col(Invoice.period_start).label("period_start"),
+            col(Invoice.period_end).label("period_end"),
+            col(CreditGrant.reason).label("reason"),
+            func.row_number()
+            .over(
+                partition_by=(running.c.customer_id, running.c.currency),
+                order_by=running.c.seq,
+            )
+            .label("position"),
         )
         .outerjoin(
             Invoice,
@@ -79,10 +108,22 @@ async def ledger(
         )
     )
     if after is not None:
-        query = query.where(running.c.seq > after)
-    rows = list(await session.execute(query.order_by(running.c.seq).limit(limit + 1)))
-    lines = [
-        StatementLine(entry, Decimal(balance_after), start, end, reason)
-        for entry, balance_after, start, end, reason in rows[:limit]
-    ]
-    return Page(lines, len(rows) > limit)
+        numbered = numbered.where(running.c.seq > after)
+    paged = numbered.subquery()
+    line = aliased(WalletLedgerEntry, paged)
+    rows = await session.execute(
+        select(
+            line, paged.c.balance_after, paged.c.period_start, paged.c.period_end, paged.c.reason
+        )
+        .where(paged.c.position <= limit + 1)
+        .order_by(paged.c.customer_id, paged.c.currency, paged.c.seq)
+    )
+    found: dict[tuple[str, str], list[StatementLine]] = {}
+    for entry, balance_after, start, end, reason in rows:
+        found.setdefault((entry.customer_id, entry.currency), []).append(
+            StatementLine(entry, Decimal(balance_after), start, end, reason)
+        )
+    for key in pages:
+        lines = found.get(key, [])
+        pages[key] = Page(lines[:limit], len(lines) > limit)
+    return pages
