@@ -17,7 +17,14 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from meterflow.models import CreditGrant, Invoice, InvoiceStatus, MeterStatus, PlanAssignment
+from meterflow.models import (
+    CreditGrant,
+    Invoice,
+    InvoiceStatus,
+    Meter,
+    MeterStatus,
+    PlanAssignment,
+)
 from meterflow.services import meters, usage
 from meterflow.services.sql import any_text
 from meterflow.services.timebuckets import Grouping, floor, following
@@ -43,43 +50,67 @@ async def current_usage(
 ) -> dict[str, list[MeterTotal]]:
     """Month-to-date usage per meter for each customer: one grouped usage query per meter.
     All meters but the deprecated ones; or the one meter named, deprecated or not."""
+    totals: dict[str, list[MeterTotal]] = {c: [] for c in sorted(set(customer_ids))}
+    for meter in await usage_meters(session, account_id=account_id, meter_api_name=meter_api_name):
+        found = await meter_usage(
+            session, account_id=account_id, meter=meter, customer_ids=customer_ids, now=now
+        )
+        for customer_id, total in found.items():
+            totals[customer_id].append(total)
+    return totals
+
+
+async def usage_meters(
+    session: AsyncSession, *, account_id: uuid.UUID, meter_api_name: str | None = None
+) -> list[Meter]:
+    """The meters current usage reports: all but the deprecated, or the one named."""
+    return [
+        m
+        for m in await meters.list_meters(session, account_id=account_id)
+        if (meter_api_name is None and m.status is not MeterStatus.DEPRECATED)
+        or m.meter_api_name == meter_api_name
+    ]
+
+
+async def meter_usage(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    meter: Meter,
+    customer_ids: Sequence[str],
+    now: datetime,
+) -> dict[str, MeterTotal]:
+    """One meter's month-to-date usage for each customer (0 for those without any)."""
     start = floor(now, Grouping.MONTH)
     end = following(start, Grouping.MONTH)
     ids = sorted(set(customer_ids))
-    totals: dict[str, list[MeterTotal]] = {c: [] for c in ids}
     if not ids:
-        return totals
-    for meter in await meters.list_meters(session, account_id=account_id):
-        if meter_api_name is not None and meter.meter_api_name != meter_api_name:
-            continue
-        if meter.status is MeterStatus.DEPRECATED and meter_api_name is None:
-            continue
-        answer = await usage.query_usage(
-            session,
-            account_id=account_id,
-            query=usage.UsageQuery(
-                meter_api_name=meter.meter_api_name,
-                grouping=Grouping.MONTH,
-                start=start,
-                end=end,
-                group_by=(usage.CUSTOMER,),
-                filter={usage.CUSTOMER: ids},
-            ),
-            now=now,
+        return {}
+    answer = await usage.query_usage(
+        session,
+        account_id=account_id,
+        query=usage.UsageQuery(
+            meter_api_name=meter.meter_api_name,
+            grouping=Grouping.MONTH,
+            start=start,
+            end=end,
+            group_by=(usage.CUSTOMER,),
+            filter={usage.CUSTOMER: ids},
+        ),
+        now=now,
+    )
+    by_customer = {g.group.get(usage.CUSTOMER): g.total for g in answer.groups}
+    return {
+        c: MeterTotal(
+            meter.meter_api_name,
+            meter.meter_type,
+            meter.unit,
+            by_customer.get(c, Decimal(0)),
+            start,
+            end,
         )
-        by_customer = {g.group.get(usage.CUSTOMER): g.total for g in answer.groups}
-        for customer_id in ids:
-            totals[customer_id].append(
-                MeterTotal(
-                    meter.meter_api_name,
-                    meter.meter_type,
-                    meter.unit,
-                    by_customer.get(customer_id, Decimal(0)),
-                    start,
-                    end,
-                )
-            )
-    return totals
+        for c in ids
+    }
 
 
 async def current_invoices(
