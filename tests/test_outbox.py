@@ -81,3 +81,29 @@ async def test_a_failed_item_waits_for_its_backoff(session_factory: SessionFacto
     await asyncio.sleep(0.6)
     (retried,) = await claim(session_factory, account, "w1")
     assert retried.attempts == 2
+
+
+async def test_the_sweep_carries_on_when_redis_is_gone(session_factory: SessionFactory) -> None:
+    """A sweep that starts as Redis dies neither raises (arq would log a traceback per run)
+    nor judges any worker dead from an empty view; the work stays due for the next sweep."""
+    from redis.asyncio import Redis
+
+    from meterflow.jobs import JobQueue
+    from meterflow.workers.outbox import sweep_outbox
+    from tests.conftest import free_port
+
+    async with unit_of_work(session_factory) as session:
+        account = await accounts.create_account(session, name="no redis")
+        await outbox.add(session, account_id=account.id, kind=outbox.RERATE, items={"c": {}})
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    redis = Redis.from_url(dead, socket_connect_timeout=0.5)
+    jobs = JobQueue(dead)
+    ctx = {"session_factory": session_factory, "redis": redis, "jobs": jobs, "worker_id": "w"}
+    try:
+        assert await sweep_outbox(ctx) >= 1  # found its work; could not enqueue it
+    finally:
+        await jobs.close()
+        await redis.aclose()
+    async with session_factory() as session:
+        pending = await outbox.pending(session, account_id=account.id)
+    assert [w.key for w in pending] == ["c"]

@@ -10,6 +10,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from meterflow.db import unit_of_work
 from meterflow.jobs import JobQueue
 from meterflow.services import outbox
@@ -84,7 +86,12 @@ async def run_outbox(ctx: dict[str, Any], account_id: str, kind: str) -> int:
 
 async def sweep_outbox(ctx: dict[str, Any]) -> int:
     """Enqueue every (account, kind) with due work; free the leases of dead workers first."""
-    live = await live_worker_ids(ctx["redis"])
+    try:
+        live = await live_worker_ids(ctx["redis"])
+    except (RedisError, OSError, TimeoutError):
+        # Redis went away as this sweep began (the runner says so once): judge no worker
+        # dead from nothing, and leave the enqueues to fail quietly until it is back.
+        live = set()
     async with unit_of_work(ctx["session_factory"]) as session:
         if ctx["worker_id"] in live:  # never judge others from a partial view
             freed = await outbox.release_dead_claims(session, live_workers=live)
