@@ -14,10 +14,7 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import httpx
 from common import (
@@ -31,28 +28,11 @@ from common import (
     new_account,
     paced,
     percentile,
+    receiver,
     server,
 )
 
 DATABASE = "meterflow_bench_alerts"
-
-
-def receiver() -> tuple[ThreadingHTTPServer, dict[str, float]]:
-    arrivals: dict[str, float] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            arrivals.setdefault(json.loads(body)["data"]["customerId"], time.perf_counter())
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=http.serve_forever, daemon=True).start()
-    return http, arrivals
 
 
 async def main() -> None:
@@ -75,7 +55,7 @@ async def main() -> None:
     worker = subprocess.Popen(  # noqa: ASYNC220  (returns at once; the worker runs beside)
         [sys.executable, "-m", "meterflow.cli", "worker"], env=env, cwd=ROOT
     )
-    hook, arrivals = receiver()
+    hook, arrivals = receiver(lambda body: body["data"]["customerId"])
     answered: dict[str, float] = {}
     headers = {"X-API-Key": key, "Content-Type": "application/json"}
     try:

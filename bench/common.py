@@ -9,10 +9,12 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +190,25 @@ class InFlight:
 
     async def drain(self) -> None:
         await asyncio.gather(*self._tasks)
+
+
+def receiver(key_of: Callable[[dict], str | None]) -> tuple[ThreadingHTTPServer, dict[str, float]]:  # type: ignore[type-arg]
+    """A local webhook receiver in a thread: `arrivals[key_of(body)]` is when the first POST
+    with that key arrived (a key of None is not recorded)."""
+    arrivals: dict[str, float] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            key = key_of(body)
+            if key is not None:
+                arrivals.setdefault(key, time.perf_counter())
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    return http, arrivals

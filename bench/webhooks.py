@@ -15,10 +15,7 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import httpx
 from common import (
@@ -32,29 +29,11 @@ from common import (
     new_account,
     paced,
     percentile,
+    receiver,
     server,
 )
 
 DATABASE = "meterflow_bench_webhooks"
-
-
-def receiver() -> tuple[ThreadingHTTPServer, dict[str, float]]:
-    arrivals: dict[str, float] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-            if body["type"] == "invoice.finalized":
-                arrivals.setdefault(body["data"]["invoice"]["id"], time.perf_counter())
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=http.serve_forever, daemon=True).start()
-    return http, arrivals
 
 
 async def main() -> None:
@@ -76,7 +55,9 @@ async def main() -> None:
     worker = subprocess.Popen(  # noqa: ASYNC220  (returns at once; the worker runs beside)
         [sys.executable, "-m", "meterflow.cli", "worker"], env=env, cwd=ROOT
     )
-    hook, arrivals = receiver()
+    hook, arrivals = receiver(
+        lambda body: body["data"]["invoice"]["id"] if body["type"] == "invoice.finalized" else None
+    )
     answered: dict[str, float] = {}
     headers = {"X-API-Key": key, "Content-Type": "application/json"}
     try:
