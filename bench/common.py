@@ -69,20 +69,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextmanager
-def server(url: str, *, extra_env: dict[str, str] | None = None) -> Iterator[str]:
-    """One `meterflow serve` process (one uvicorn worker), as the targets specify."""
-    port = free_port()
-    env = {
+def service_env(url: str) -> dict[str, str]:
+    """What a bench's `serve` and `worker` run with: its database, Redis and secret key."""
+    return {
         **os.environ,
         "METERFLOW_DATABASE_URL": url,
         "METERFLOW_REDIS_URL": REDIS_URL,
         "METERFLOW_SECRET_KEY": SECRET_KEY,
         "METERFLOW_LOG_LEVEL": "warning",
-        # The bench's webhook receiver listens on 127.0.0.1.
+        # The benches' webhook receivers listen on 127.0.0.1.
         "METERFLOW_ALLOW_PRIVATE_WEBHOOK_TARGETS": "true",
-        **(extra_env or {}),
     }
+
+
+def start_worker(url: str) -> subprocess.Popen[bytes]:
+    """A `meterflow worker` beside the bench (returns at once; the caller ends it)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "meterflow.cli", "worker"], env=service_env(url), cwd=ROOT
+    )
+
+
+@contextmanager
+def server(url: str, *, extra_env: dict[str, str] | None = None) -> Iterator[str]:
+    """One `meterflow serve` process (one uvicorn worker), as the targets specify."""
+    port = free_port()
+    env = {**service_env(url), **(extra_env or {})}
     process = subprocess.Popen(
         [
             sys.executable,

@@ -12,17 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 
 import httpx
 from common import (
-    REDIS_URL,
-    ROOT,
-    SECRET_KEY,
     InFlight,
     fresh_database,
     graphql,
@@ -31,6 +25,7 @@ from common import (
     paced,
     percentile,
     server,
+    start_worker,
 )
 
 DATABASE = "meterflow_bench_freshness"
@@ -46,17 +41,7 @@ async def main() -> None:
     url = await fresh_database(DATABASE)
     _, key = await new_account(url)
     headers = {"X-API-Key": key, "Content-Type": "application/json"}
-    env = {
-        **os.environ,
-        "METERFLOW_DATABASE_URL": url,
-        "METERFLOW_REDIS_URL": REDIS_URL,
-        "METERFLOW_SECRET_KEY": SECRET_KEY,
-        "METERFLOW_LOG_LEVEL": "warning",
-    }
-    # Popen returns at once: the worker runs beside the load until the end.
-    worker = subprocess.Popen(  # noqa: ASYNC220
-        [sys.executable, "-m", "meterflow.cli", "worker"], env=env, cwd=ROOT
-    )
+    worker = start_worker(url)
     latencies: list[float] = []
     sent = 0
     try:

@@ -12,16 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 
 import httpx
 from common import (
-    REDIS_URL,
-    ROOT,
-    SECRET_KEY,
     InFlight,
     fresh_database,
     graphql,
@@ -31,6 +25,7 @@ from common import (
     percentile,
     receiver,
     server,
+    start_worker,
 )
 
 DATABASE = "meterflow_bench_webhooks"
@@ -44,17 +39,7 @@ async def main() -> None:
 
     url = await fresh_database(DATABASE)
     _, key = await new_account(url)
-    env = {
-        **os.environ,
-        "METERFLOW_DATABASE_URL": url,
-        "METERFLOW_REDIS_URL": REDIS_URL,
-        "METERFLOW_SECRET_KEY": SECRET_KEY,
-        "METERFLOW_LOG_LEVEL": "warning",
-        "METERFLOW_ALLOW_PRIVATE_WEBHOOK_TARGETS": "true",  # the receiver is on 127.0.0.1
-    }
-    worker = subprocess.Popen(  # noqa: ASYNC220  (returns at once; the worker runs beside)
-        [sys.executable, "-m", "meterflow.cli", "worker"], env=env, cwd=ROOT
-    )
+    worker = start_worker(url)
     hook, arrivals = receiver(
         lambda body: body["data"]["invoice"]["id"] if body["type"] == "invoice.finalized" else None
     )
