@@ -17,7 +17,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from common import fresh_database
+from common import fresh_database, ingest_and_bill
 from sqlalchemy import event
 
 from meterflow.db import create_engine, create_session_factory, unit_of_work
@@ -25,11 +25,9 @@ from meterflow.models import MeterType, PeriodInterval
 from meterflow.services import (
     accounts,
     ingestion,
-    invoice_lifecycle,
     meters,
     period_close,
     plans,
-    rollups,
 )
 from meterflow.services.meters import MeterSpec
 from meterflow.services.plans import ItemSpec, PlanSpec
@@ -98,24 +96,9 @@ async def seed(factory: Any, per_account: int, now: datetime) -> uuid.UUID:
             ),
         )
         await plans.activate_plan(session, account_id=account.id, plan_id=loaded.plan.id, now=now)
-    batch = records([f"c-{i}" for i in range(per_account)], now)
-    for start in range(0, len(batch), 5000):
-        async with unit_of_work(factory) as session:
-            await ingestion.ingest(
-                session, account_id=account.id, records=batch[start : start + 5000], now=now
-            )
-    while True:
-        async with unit_of_work(factory) as session:
-            step = await rollups.rollup_account(session, account_id=account.id)
-        if not step.more:
-            break
-    while True:
-        async with unit_of_work(factory) as session:
-            opened = await invoice_lifecycle.open_current_periods(
-                session, account_id=account.id, now=now
-            )
-        if opened < invoice_lifecycle.OPEN_AT_MOST:
-            break
+    await ingest_and_bill(
+        factory, account.id, records([f"c-{i}" for i in range(per_account)], now), now
+    )
     return account.id
 
 

@@ -223,3 +223,41 @@ def receiver(key_of: Callable[[dict], str | None]) -> tuple[ThreadingHTTPServer,
     http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=http.serve_forever, daemon=True).start()
     return http, arrivals
+
+
+async def ingest_and_bill(
+    factory: Any, account_id: uuid.UUID, records: list[Any], now: Any
+) -> None:
+    """Seed: ingest the records, roll everything up, open every customer's invoice."""
+    await ingest_all(factory, account_id, records, now)
+    await roll_up_and_open(factory, account_id, now)
+
+
+async def ingest_all(factory: Any, account_id: uuid.UUID, records: list[Any], now: Any) -> None:
+    """Ingest the records in batches of 5,000 (customers they name are created)."""
+    from meterflow.services import ingestion
+
+    for start in range(0, len(records), 5000):
+        async with unit_of_work(factory) as session:
+            await ingestion.ingest(
+                session, account_id=account_id, records=records[start : start + 5000], now=now
+            )
+
+
+async def roll_up_and_open(factory: Any, account_id: uuid.UUID, now: Any) -> None:
+    """Roll the account up, then open (and rate) every customer's current invoice, as the
+    worker and the close would."""
+    from meterflow.services import invoice_lifecycle, rollups
+
+    while True:
+        async with unit_of_work(factory) as session:
+            step = await rollups.rollup_account(session, account_id=account_id)
+        if not step.more:
+            break
+    while True:
+        async with unit_of_work(factory) as session:
+            opened = await invoice_lifecycle.open_current_periods(
+                session, account_id=account_id, now=now
+            )
+        if opened < invoice_lifecycle.OPEN_AT_MOST:
+            break

@@ -20,7 +20,15 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from common import REDIS_URL, SECRET_KEY, fresh_database, percentile, server
+from common import (
+    REDIS_URL,
+    SECRET_KEY,
+    fresh_database,
+    ingest_all,
+    percentile,
+    roll_up_and_open,
+    server,
+)
 from sqlalchemy import event
 
 from meterflow.app import create_app
@@ -30,10 +38,8 @@ from meterflow.models import ApiKeyScope, MeterType, PeriodInterval
 from meterflow.services import (
     accounts,
     ingestion,
-    invoice_lifecycle,
     meters,
     plans,
-    rollups,
     wallets,
 )
 from meterflow.services.meters import MeterSpec
@@ -92,11 +98,7 @@ async def seed(url: str, customers: int) -> str:
                 "uniqueId": f"{i}-{meter}",
             }
             records.append(ingestion.RawRecord(data, json.dumps(data)))
-    for start in range(0, len(records), 5000):
-        async with unit_of_work(factory) as session:
-            await ingestion.ingest(
-                session, account_id=account.id, records=records[start : start + 5000], now=now
-            )
+    await ingest_all(factory, account.id, records, now)  # makes the customers
     for start in range(0, customers, 3 * 500):
         async with unit_of_work(factory) as session:
             for i in range(start, min(customers, start + 3 * 500), 3):
@@ -112,18 +114,7 @@ async def seed(url: str, customers: int) -> str:
                     purchased=True,
                     now=now,
                 )
-    while True:
-        async with unit_of_work(factory) as session:
-            step = await rollups.rollup_account(session, account_id=account.id)
-        if not step.more:
-            break
-    while True:
-        async with unit_of_work(factory) as session:
-            opened = await invoice_lifecycle.open_current_periods(
-                session, account_id=account.id, now=now
-            )
-        if opened < invoice_lifecycle.OPEN_AT_MOST:
-            break
+    await roll_up_and_open(factory, account.id, now)  # the invoices draw on the credits
     await engine.dispose()
     return key.secret
 
