@@ -582,12 +582,19 @@ async def additive_totals(
         raise ValueError("additive_totals reads whole days")
     if not meters or not customer_ids:
         return {}
+    # One index probe per (meter, customer) pair on the primary key: the cost follows the page,
+    # not the account. (A plain `meter_id = ANY(...) AND customer_id = ANY(...)` is fast with
+    # a custom plan, but after five runs PostgreSQL's generic plan scans every customer's days
+    # for the month and filters: 40 ms at 10,000 customers instead of 1.)
     rows = await session.execute(
         text(
-            "SELECT meter_id, customer_id, sum(sum), sum(count), max(max) FROM usage_daily "
-            "WHERE account_id = :account_id AND meter_id = ANY(:meter_ids) "
-            "AND customer_id = ANY(:customer_ids) AND day >= :start AND day < :end "
-            "GROUP BY meter_id, customer_id"
+            "SELECT m.id, c.id, u.total_sum, u.total_count, u.top "
+            "FROM unnest(CAST(:meter_ids AS uuid[])) AS m(id) "
+            "CROSS JOIN unnest(CAST(:customer_ids AS varchar[])) AS c(id) "
+            "CROSS JOIN LATERAL (SELECT sum(sum) AS total_sum, sum(count) AS total_count, "
+            "max(max) AS top FROM usage_daily WHERE account_id = :account_id "
+            "AND meter_id = m.id AND customer_id = c.id AND day >= :start AND day < :end) AS u "
+            "WHERE u.total_count IS NOT NULL"
         ),
         {
             "account_id": account_id,
