@@ -90,8 +90,9 @@ def start_worker(url: str) -> subprocess.Popen[bytes]:
 
 
 @contextmanager
-def server(url: str, *, extra_env: dict[str, str] | None = None) -> Iterator[str]:
-    """One `meterflow serve` process (one uvicorn worker), as the targets specify."""
+def server(url: str, *, extra_env: dict[str, str] | None = None, workers: int = 1) -> Iterator[str]:
+    """One `meterflow serve` process (one uvicorn worker, as the targets specify, unless
+    `workers` asks for more)."""
     port = free_port()
     env = {**service_env(url), **(extra_env or {})}
     process = subprocess.Popen(
@@ -104,6 +105,8 @@ def server(url: str, *, extra_env: dict[str, str] | None = None) -> Iterator[str
             "127.0.0.1",
             "--port",
             str(port),
+            "--workers",
+            str(workers),
         ],
         env=env,
         cwd=ROOT,
