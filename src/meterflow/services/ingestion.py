@@ -403,6 +403,16 @@ async def _ingest(
     if len(records) > MAX_BATCH:
         raise BatchTooLarge(len(records))
     outcomes, parsed = _parse_all(records, now)
+    return await _ingest_parsed(session, account_id, outcomes, parsed, now)
+
+
+async def _ingest_parsed(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    outcomes: list[Outcome],
+    parsed: list[tuple[int, EventRecord]],
+    now: datetime,
+) -> IngestReport:
     report = IngestReport(outcomes)
     if not parsed:
         return report
@@ -506,6 +516,24 @@ async def _driver_connection(session: AsyncSession) -> Any:
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     return raw.driver_connection
+
+
+async def ingest_checked(
+    session: AsyncSession, *, account_id: uuid.UUID, records: Sequence[EventRecord], now: datetime
+) -> IngestReport:
+    """Ingest records whose own fields are checked already (record_decoding.valid_batch): the
+    meters', customers' and dedup's outcomes are decided here, as for `ingest`."""
+    if len(records) > MAX_BATCH:
+        raise BatchTooLarge(len(records))
+    outcomes = [Outcome(i, r.unique_id, Status.ACCEPTED) for i, r in enumerate(records)]
+    report = await _ingest_parsed(session, account_id, outcomes, list(enumerate(records)), now)
+    if report.rejected:
+        named = [
+            RawRecord({"meterApiName": r.meter_api_name, "customerId": r.customer_id}, r.raw)
+            for r in records
+        ]
+        await record_notices(session, account_id, named, report.outcomes)
+    return report
 
 
 async def ingest(
