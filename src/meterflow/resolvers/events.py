@@ -48,7 +48,7 @@ def _millis(number: Decimal) -> int | str:
     return str(number)
 
 
-def _record(event: MeterEventValues) -> ingestion.RawRecord:
+def _record(event: MeterEventValues, placeholder: str) -> ingestion.RawRecord:
     value, value_text = _value(event["meterValue"])
     data: dict[str, Any] = {
         "meterApiName": event["meterApiName"],
@@ -60,8 +60,8 @@ def _record(event: MeterEventValues) -> ingestion.RawRecord:
         data["uniqueId"] = unique_id
     if (dimensions := event.get("dimensions")) is not None:
         data["dimensions"] = dimensions
-    # The value goes into the text as written: a placeholder no client can guess, replaced once.
-    placeholder = f"meterflow-value-{uuid.uuid4()}"
+    # The value goes into the text as written: a placeholder no client can guess (made after
+    # the request arrived, one a batch), replaced once.
     raw = {
         **data,
         "meterValue": placeholder,
@@ -123,12 +123,13 @@ class EventMutations:
             raise GraphQLError(
                 str(ingestion.BatchTooLarge(len(events))), extensions={"code": "BATCH_TOO_LARGE"}
             )
+        placeholder = f"meterflow-value-{uuid.uuid4()}"
         try:
             async with info.context.unit_of_work() as session:
                 report = await ingestion.ingest(
                     session,
                     account_id=principal.account_id,
-                    records=[_record(event) for event in events],
+                    records=[_record(event, placeholder) for event in events],
                     now=datetime.now(UTC),
                 )
         except Exception as exc:
