@@ -11,6 +11,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -149,6 +150,48 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     worker = build_worker(settings, burst=args.burst)
     worker.run()
     return 0
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from meterflow import backfill
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is noise here
+    key = args.api_key or os.environ.get("METERFLOW_API_KEY")
+    if not key:
+        print(
+            "meterflow ingest: no API key: pass --api-key or set METERFLOW_API_KEY",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        totals, interrupted = asyncio.run(
+            backfill.run(
+                api_url=args.api_url,
+                api_key=key,
+                paths=args.files,
+                batch_size=args.batch_size,
+                concurrency=args.concurrency,
+                rejects=args.rejects,
+                show_progress=sys.stderr.isatty(),
+            )
+        )
+    except backfill.Refused as exc:
+        print(f"meterflow ingest: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"meterflow ingest: {exc}", file=sys.stderr)
+        return 2
+    elapsed = max(time.monotonic() - totals.started, 1e-9)
+    where = f" (written to {args.rejects})" if totals.rejected and args.rejects else ""
+    print(
+        f"{'interrupted: ' if interrupted else ''}{totals.read:,} records sent: "
+        f"{totals.accepted:,} accepted, {totals.duplicates:,} duplicates, "
+        f"{totals.rejected:,} rejected{where}; {elapsed:.1f} s, "
+        f"{totals.read / elapsed:,.0f} records/s"
+    )
+    if interrupted:
+        return 130
+    return 1 if totals.rejected and not args.allow_rejects else 0
 
 
 def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
@@ -340,6 +383,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_batch(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"{value} is not between 1 and 10,000 (the API's limit)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meterflow", description="Usage metering and usage-based billing."
@@ -371,6 +424,33 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run a background worker")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     worker.set_defaults(handler=cmd_worker)
+
+    ingest = sub.add_parser(
+        "ingest",
+        help="backfill meter events from files through the REST API (re-runs are safe)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    ingest.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="NDJSON, JSON array or CSV, plain or gzip; - is stdin",
+    )
+    ingest.add_argument("--api-url", default="http://127.0.0.1:8000", help="meterflow's base URL")
+    ingest.add_argument(
+        "--api-key", default=None, help="an ingest or admin key (default: $METERFLOW_API_KEY)"
+    )
+    ingest.add_argument(
+        "--batch-size", type=_positive_batch, default=1000, help="records a request"
+    )
+    ingest.add_argument("--concurrency", type=_positive_int, default=4, help="requests in flight")
+    ingest.add_argument(
+        "--rejects", type=Path, default=None, help="write rejected records here, as NDJSON"
+    )
+    ingest.add_argument(
+        "--allow-rejects", action="store_true", help="exit 0 even if some records were rejected"
+    )
+    ingest.set_defaults(handler=cmd_ingest)
 
     migrate = sub.add_parser("migrate", help="upgrade the database schema")
     migrate.add_argument("--revision", default="head")
