@@ -24,6 +24,7 @@ from meterflow.resolvers.customers import CustomerMutations, CustomerQueries
 from meterflow.resolvers.events import EventMutations, EventQueries
 from meterflow.resolvers.meters import MeterMutations, MeterQueries
 from meterflow.resolvers.payments import PaymentMutations, PaymentQueries
+from meterflow.resolvers.price_preview import PricePreviewQueries
 from meterflow.resolvers.realtime import RealtimeSubscriptions
 from meterflow.resolvers.sessions import SessionMutations
 from meterflow.resolvers.usage import UsageQueries
@@ -44,6 +45,7 @@ Query = merge_types(
         EventQueries,
         UsageQueries,
         BillingQueries,
+        PricePreviewQueries,
         PaymentQueries,
         WebhookQueries,
         AlertQueries,
