@@ -376,6 +376,13 @@ async def test_the_event_drawer_shows_the_payload_as_ingested(
     # Cancel it from the drawer.
     await drawer.get_by_role("button", name="Cancel event").click()
     await expect(page.get_by_role("status").filter(has_text="cancelled")).to_be_visible()
+    await drawer.get_by_role("button", name="Close").click()
+    # The live tail: a new event shows up on top, no reload.
+    await expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible()
+    later = {**record, "uniqueId": str(uuid.uuid4()), "meterValue": "7"}
+    assert (await ingest(gql, [later]))["accepted"] == 1
+    await expect(rows).to_have_count(2, timeout=10_000)
+    await expect(rows.first.locator("td").nth(3)).to_have_text("7")
 
 
 async def test_usage_csv_export_holds_what_is_shown(
@@ -494,6 +501,12 @@ async def test_every_view_loads_passes_axe_and_is_screenshotted(
     await page.get_by_role("link", name="view-a").click()
     await expect(page.locator("meterflow-invoice .total")).to_have_text("$0.75", timeout=20_000)
     await axe(page, "customer page")
+    async with page.context.expect_page() as opened:
+        await page.get_by_role("button", name="Open portal as customer").click()
+    portal = await opened.value
+    await expect(portal).to_have_url(re.compile(r"/portal#token=mfs_"))
+    await expect(portal.locator("meterflow-invoice .total")).to_have_text("$0.75", timeout=20_000)
+    await portal.close()
     await page.reload()
     await page.get_by_role("navigation", name="Console").wait_for()
     await page.keyboard.press("Tab")
