@@ -95,6 +95,7 @@ export class MfCustomers extends View {
         filter: search ? { search } : null,
         orderBy: sort ? { field: FIELDS[sort.id], direction: sort.desc ? "DESC" : "ASC" } : null,
       });
+      if (this.route.params.toString() !== this.loaded) return; // a later filter wins
       this.rows = data.customers.edges.map((edge) => edge.node);
       this.more = data.customers.pageInfo.hasNextPage;
     });

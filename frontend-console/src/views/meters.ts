@@ -146,9 +146,11 @@ export class MfMeters extends View {
   }
 
   private async load(): Promise<void> {
+    const filter = this.filter;
     await this.guard(async () => {
-      const status = this.filter ? (this.filter.toUpperCase() as MeterStatus) : null;
-      this.rows = (await request(Meters, { status })).meters;
+      const status = filter ? (filter.toUpperCase() as MeterStatus) : null;
+      const meters = (await request(Meters, { status })).meters;
+      if (filter === this.filter) this.rows = meters; // a later click wins
     });
   }
 
@@ -320,7 +322,11 @@ export class MfMeters extends View {
             html`<button
               type="button"
               aria-pressed=${this.filter === value ? "true" : "false"}
-              @click=${() => setParams({ status: value })}
+              @click=${() => {
+                this.rows = [];
+                this.status = "loading";
+                setParams({ status: value });
+              }}
             >
               ${label}
             </button>`,
