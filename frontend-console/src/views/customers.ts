@@ -87,6 +87,7 @@ export class MfCustomers extends View {
   }
 
   private async load(): Promise<void> {
+    const key = this.loaded;
     const search = this.route.params.get("q") ?? "";
     const [sort] = this.sorting;
     await this.guard(async () => {
@@ -95,7 +96,7 @@ export class MfCustomers extends View {
         filter: search ? { search } : null,
         orderBy: sort ? { field: FIELDS[sort.id], direction: sort.desc ? "DESC" : "ASC" } : null,
       });
-      if (this.route.params.toString() !== this.loaded) return; // a later filter wins
+      if (key !== this.loaded) return; // a later filter wins
       this.rows = data.customers.edges.map((edge) => edge.node);
       this.more = data.customers.pageInfo.hasNextPage;
     });
