@@ -526,3 +526,36 @@ async def test_the_graphql_page_runs_graphiql_from_meterflow_alone(
     await expect(page.locator(".result-window")).to_contain_text('"meters"', timeout=10_000)
     await screenshot(page, "graphql-page.png")
     # visit's teardown asserts that nothing was asked of another host (no CDN).
+
+
+async def test_an_invoice_is_finalized_then_voided_from_its_page(
+    visit: Visit, gql: GraphQLClient, account: TestAccount
+) -> None:
+    await create_meter(gql, "calls")
+    plan = (
+        await gql(
+            """mutation { createPricingPlan(input: {name: "fee plan", billingPeriod:
+            {interval: MONTH}, fees: [{name: "platform", amount: "9.00"}], items:
+            [{meterApiName: "calls", priceModel: {type: "per_unit", unitPrice: "1"}}]}) {
+            ... on PricingPlan { id } } }"""
+        )
+    )["createPricingPlan"]["id"]
+    await gql("mutation($id: ID!) { activatePricingPlan(id: $id) { __typename } }", {"id": plan})
+    await gql('mutation { createCustomer(input: {customerId: "billed"}) { __typename } }')
+    await gql(
+        """mutation($p: ID!) { assignPricingPlan(input: {customerId: "billed", planId: $p}) {
+             __typename } }""",
+        {"p": plan},
+    )
+    page = visit.page
+    await visit.sign_in(account.admin_key, "/console/invoices?status=OPEN")
+    await expect(page.get_by_label("Status")).to_have_value("OPEN")
+    await page.get_by_role("link", name="billed").click()
+    await expect(page.locator(".invoice-total")).to_have_text("$9.00")
+    await expect(page.get_by_role("table", name="Invoice lines")).to_contain_text("platform")
+    await page.get_by_role("button", name="Finalize").click()
+    await expect(page.locator("h1 + .badge")).to_have_text("FINALIZED")
+    await page.get_by_role("button", name="Void").click()
+    await expect(page.get_by_role("status").filter(has_text="Invoice voided")).to_be_visible()
+    await expect(page.locator("h1 + .badge")).to_have_text("VOID")
+    await screenshot(page, "console-invoice.png")

@@ -81,6 +81,17 @@ const InvoiceDetail = graphql(`
   }
 `);
 
+const Void = graphql(`
+  mutation ConsoleVoidInvoice($id: ID!) {
+    voidInvoice(id: $id) {
+      __typename
+      ... on Error {
+        message
+      }
+    }
+  }
+`);
+
 const Finalize = graphql(`
   mutation ConsoleFinalizeInvoice($id: ID!) {
     finalizeInvoice(id: $id) {
@@ -137,6 +148,19 @@ export class MfInvoices extends View {
     }
   }
 
+  private async void(invoice: Detail): Promise<void> {
+    try {
+      const result = (await request(Void, { id: invoice.id })).voidInvoice;
+      this.notice =
+        result.__typename === "Invoice"
+          ? "Invoice voided: nothing is owed for it; its credits went back to the wallet."
+          : `Not voided: ${"message" in result ? result.message : "refused"}`;
+      await this.load();
+    } catch (error) {
+      this.notice = `Not voided: ${message(error)}`;
+    }
+  }
+
   private columns: ColumnDef<Invoice, any>[] = [
     {
       id: "customer",
@@ -168,6 +192,9 @@ export class MfInvoices extends View {
         <span class="badge ${invoice.status.toLowerCase()}">${invoice.status}</span>
         ${invoice.status === "OPEN" || invoice.status === "GRACE"
           ? html`<button type="button" @click=${() => this.finalize(invoice)}>Finalize</button>`
+          : nothing}
+        ${invoice.status === "FINALIZED" || invoice.status === "UNCOLLECTIBLE"
+          ? html`<button type="button" class="danger" @click=${() => this.void(invoice)}>Void</button>`
           : nothing}
       </div>
       ${this.renderNotice()}
