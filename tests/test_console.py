@@ -245,6 +245,7 @@ async def test_the_amberflo_api_monetization_walk_through_in_the_ui_alone(
     await builder.get_by_label("Preview quantity").fill("12345")
     await expect(builder.locator("output")).to_contain_text("$40.00 for 12,345 units")
     await screenshot(page, "console-plan-builder.png")
+    await axe(page, "plan builder")
     await builder.get_by_role("button", name="Create plan").click()
     await expect(page.get_by_role("heading", name="API monetization")).to_be_visible()
     await page.get_by_role("button", name="Activate API monetization").click()
@@ -285,6 +286,7 @@ async def test_the_amberflo_api_monetization_walk_through_in_the_ui_alone(
     # Virtualized: far fewer rows in the page than outcomes.
     assert await outcomes.locator("tbody tr").count() < 100
     await screenshot(page, "console-ingest.png")
+    await axe(page, "ingest panel")
 
     # 5. "$40.00" on the invoice, live: the watching tab never reloaded.
     await expect(total).to_have_text("$40.00", timeout=30_000)
@@ -559,3 +561,34 @@ async def test_an_invoice_is_finalized_then_voided_from_its_page(
     await expect(page.get_by_role("status").filter(has_text="Invoice voided")).to_be_visible()
     await expect(page.locator("h1 + .badge")).to_have_text("VOID")
     await screenshot(page, "console-invoice.png")
+
+
+async def test_customers_search_and_sort_live_in_the_url(
+    visit: Visit, gql: GraphQLClient, account: TestAccount
+) -> None:
+    for customer_id, name in (("c-1", "Zeta Corp"), ("c-2", "alpha labs"), ("c-3", "Beta Inc")):
+        await gql(
+            "mutation($c: String!, $n: String!) { createCustomer(input: {customerId: $c, "
+            "name: $n}) { __typename } }",
+            {"c": customer_id, "n": name},
+        )
+    page = visit.page
+    await visit.sign_in(account.admin_key, "/console/customers")
+    names = page.get_by_role("table", name="Customers").locator(
+        "tbody tr:not(.spacer) td:nth-child(2)"
+    )
+    await expect(names).to_have_text(["Zeta Corp", "alpha labs", "Beta Inc"])  # created order
+    await page.get_by_role("button", name="Name").click()
+    await expect(names).to_have_text(["alpha labs", "Beta Inc", "Zeta Corp"])  # case ignored
+    await page.get_by_role("button", name="Name").click()
+    await expect(names).to_have_text(["Zeta Corp", "Beta Inc", "alpha labs"])
+    await expect(page.get_by_role("columnheader", name="Name")).to_have_attribute(
+        "aria-sort", "descending"
+    )
+    await page.get_by_label("Search").fill("ta")
+    await page.get_by_label("Search").press("Enter")
+    await expect(names).to_have_text(["Zeta Corp", "Beta Inc"])
+    await expect(page).to_have_url(re.compile(r"q=ta.*sort=name.*dir=desc"))
+    await page.reload()
+    await expect(names).to_have_text(["Zeta Corp", "Beta Inc"])
+    await expect(page.get_by_label("Search")).to_have_value("ta")
