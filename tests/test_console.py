@@ -290,6 +290,8 @@ async def test_the_amberflo_api_monetization_walk_through_in_the_ui_alone(
 
     # 5. "$40.00" on the invoice, live: the watching tab never reloaded.
     await expect(total).to_have_text("$40.00", timeout=30_000)
+    live_rows = watcher.page.get_by_role("table", name="Recent events of acme-ui")
+    await expect(live_rows.locator("tbody tr")).to_have_count(20)  # the tail, newest 20
     await screenshot(watcher.page, "console-customer.png")
     await watcher_context.close()
     assert not watcher.elsewhere and not watcher.errors, (watcher.elsewhere, watcher.errors)
@@ -500,6 +502,8 @@ async def test_every_view_loads_passes_axe_and_is_screenshotted(
     await visit.nav("Customers")
     await page.get_by_role("link", name="view-a").click()
     await expect(page.locator("meterflow-invoice .total")).to_have_text("$0.75", timeout=20_000)
+    recent = page.get_by_role("table", name="Recent events of view-a").locator("tbody tr")
+    await expect(recent).to_have_count(1)
     await axe(page, "customer page")
     async with page.context.expect_page() as opened:
         await page.get_by_role("button", name="Open portal as customer").click()

@@ -2,8 +2,8 @@
 // token minted for this page, edit, plan assignment, and "Open portal as customer".
 import { html, nothing, type PropertyValues } from "lit";
 import { customElement, property, state } from "lit/decorators.js";
-import { message, request } from "../api";
-import { dateTime } from "../format";
+import { message, request, subscribe } from "../api";
+import { dateTime, number } from "../format";
 import { graphql } from "../gql";
 import type { ConsoleCustomerQuery } from "../gql/graphql";
 import { href } from "../router";
@@ -81,7 +81,41 @@ export const Session = graphql(`
   }
 `);
 
+const RecentEvents = graphql(`
+  query ConsoleCustomerEvents($customerId: String!, $since: DateTime!) {
+    meterEvents(filter: { customerId: $customerId, startTime: $since }, first: 500) {
+      edges {
+        node {
+          id
+          meterApiName
+          meterValue
+          eventTime
+          late
+        }
+      }
+    }
+  }
+`);
+
+const EventTail = graphql(`
+  subscription ConsoleCustomerEventTail {
+    meterEventsIngested {
+      events {
+        id
+        customerId
+        meterApiName
+        meterValue
+        eventTime
+        late
+      }
+    }
+  }
+`);
+
+const SHOWN = 20;
+
 type Data = ConsoleCustomerQuery;
+type RecentEvent = { id: string; meterApiName: string; meterValue: string; eventTime: string; late: boolean };
 
 async function mintSession(customerId: string, seconds: number) {
   const result = (await request(Session, { customerId, seconds })).createCustomerSession;
@@ -95,6 +129,31 @@ export class MfCustomer extends View {
   @state() private data: Data | undefined;
   @state() private token = "";
   @state() private editing = false;
+  @state() private events: RecentEvent[] = []; // newest first
+  private stop: (() => void) | undefined;
+
+  override disconnectedCallback(): void {
+    super.disconnectedCallback();
+    this.stop?.();
+  }
+
+  private follow(): void {
+    this.stop?.();
+    const customerId = this.customerId;
+    this.stop = subscribe(
+      EventTail,
+      {},
+      (data) => {
+        const fresh = data.meterEventsIngested.events
+          .filter((e) => e.customerId === customerId)
+          .reverse();
+        const known = new Set(this.events.map((e) => e.id));
+        const added = fresh.filter((e) => !known.has(e.id));
+        if (added.length) this.events = [...added, ...this.events].slice(0, SHOWN);
+      },
+      () => undefined,
+    );
+  }
 
   protected override willUpdate(changed: PropertyValues<this>): void {
     if (changed.has("customerId")) void this.load();
@@ -105,8 +164,21 @@ export class MfCustomer extends View {
     await this.guard(async () => {
       this.data = await request(Customer, { customerId: this.customerId });
       if (this.data.customer) {
-        const [session] = await Promise.all([mintSession(this.customerId, 3600), loadWidgets()]);
+        const [session, recent] = await Promise.all([
+          mintSession(this.customerId, 3600),
+          request(RecentEvents, {
+            customerId: this.customerId,
+            since: new Date(Date.now() - 3_600_000).toISOString(),
+          }),
+          loadWidgets(),
+        ]);
         this.token = session.token;
+        // The last page read in ingestion order: its newest events.
+        this.events = recent.meterEvents.edges
+          .map((edge) => edge.node)
+          .reverse()
+          .slice(0, SHOWN);
+        this.follow();
       }
     });
   }
@@ -217,6 +289,30 @@ export class MfCustomer extends View {
           ? html`<meterflow-usage class="wide" token=${this.token} meter=${meter}></meterflow-usage>`
           : nothing}
         <meterflow-alerts token=${this.token}></meterflow-alerts>
-      </div>`;
+      </div>
+      <section class="panel" aria-label="Recent events">
+        <h2>Events of the last hour, newest first, live</h2>
+        <p><a href=${href("events", "", { customer: customer.customerId })}>Every event</a></p>
+        ${this.events.length
+          ? html`<table aria-label="Recent events of ${customer.customerId}">
+              <thead>
+                <tr>
+                  <th scope="col">#</th><th scope="col">Meter</th>
+                  <th scope="col" class="num">Value</th><th scope="col">Event time</th>
+                  <th scope="col">Late</th>
+                </tr>
+              </thead>
+              <tbody>
+                ${this.events.map(
+                  (e) => html`<tr>
+                    <td>${e.id}</td><td>${e.meterApiName}</td>
+                    <td class="num">${number(e.meterValue)}</td><td>${dateTime(e.eventTime)}</td>
+                    <td>${e.late ? "late" : ""}</td>
+                  </tr>`,
+                )}
+              </tbody>
+            </table>`
+          : this.empty("No events yet: they show here as they are ingested.")}
+      </section>`;
   }
 }

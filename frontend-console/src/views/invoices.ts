@@ -3,7 +3,7 @@
 import { html, nothing } from "lit";
 import { customElement, state } from "lit/decorators.js";
 import type { ColumnDef } from "@tanstack/lit-table";
-import { message, request } from "../api";
+import { message, request, subscribe } from "../api";
 import { date, dateTime, money, number } from "../format";
 import { graphql } from "../gql";
 import type { ConsoleInvoiceDetailQuery, ConsoleInvoicesQuery, InvoiceStatus } from "../gql/graphql";
@@ -92,6 +92,16 @@ const Void = graphql(`
   }
 `);
 
+const Updated = graphql(`
+  subscription ConsoleInvoiceUpdated($customerId: String!) {
+    invoiceUpdated(customerId: $customerId) {
+      id
+      total
+      status
+    }
+  }
+`);
+
 const Finalize = graphql(`
   mutation ConsoleFinalizeInvoice($id: ID!) {
     finalizeInvoice(id: $id) {
@@ -112,6 +122,28 @@ export class MfInvoices extends View {
   @state() private rows: Invoice[] = [];
   @state() private detail: Detail[] = [];
   private loaded: string | undefined;
+  private stop: (() => void) | undefined;
+
+  override disconnectedCallback(): void {
+    super.disconnectedCallback();
+    this.stop?.();
+  }
+
+  /** An open invoice's page follows invoiceUpdated: lines and total move as usage arrives. */
+  private follow(customerId: string): void {
+    this.stop?.();
+    let last = "";
+    this.stop = subscribe(
+      Updated,
+      { customerId },
+      (data) => {
+        const seen = `${data.invoiceUpdated.id}:${data.invoiceUpdated.total}:${data.invoiceUpdated.status}`;
+        if (last && seen !== last && data.invoiceUpdated.id === this.route.id) void this.load();
+        last = seen;
+      },
+      () => undefined,
+    );
+  }
 
   protected override willUpdate(): void {
     const key = `${this.route.id}|${this.route.params.toString()}`;
@@ -126,10 +158,13 @@ export class MfInvoices extends View {
     const customerId = this.route.params.get("customer") || null;
     await this.guard(async () => {
       if (this.route.id && customerId) {
+        if (!this.detail.length) this.follow(customerId);
         const data = await request(InvoiceDetail, { customerId });
         this.detail = data.invoices.edges.map((e) => e.node);
         return;
       }
+      this.stop?.();
+      this.detail = [];
       const data = await request(Invoices, { filter: { status, customerId }, first: 500 });
       this.rows = data.invoices.edges.map((e) => e.node);
     });
