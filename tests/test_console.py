@@ -596,3 +596,32 @@ async def test_customers_search_and_sort_live_in_the_url(
     await page.reload()
     await expect(names).to_have_text(["Zeta Corp", "Beta Inc"])
     await expect(page.get_by_label("Search")).to_have_value("ta")
+
+
+async def test_an_api_key_is_shown_once_and_revoking_it_signs_out(
+    visit: Visit, account: TestAccount
+) -> None:
+    page = visit.page
+    await visit.sign_in(account.admin_key, "/console/api-keys")
+    form = page.get_by_role("form", name="Create API key")
+    await form.get_by_label("Name").fill("console test")
+    await form.get_by_label("Scope").select_option("ADMIN")
+    await form.get_by_role("button", name="Create key").click()
+    secret = (await page.locator(".secret-value").inner_text()).strip()
+    assert secret.startswith("mf_")
+    await page.get_by_role("button", name="I stored it").click()
+    await expect(page.locator(".secret-value")).to_have_count(0)  # never shown again
+    row = page.get_by_role("row").filter(has_text="console test")
+    await expect(row).to_contain_text("ADMIN")
+    assert secret not in await page.content()
+
+    # Signed in with the new key, revoke it: the next request answers 401 and the form
+    # comes back with the server's message.
+    await page.get_by_role("button", name="Sign out").click()
+    await page.get_by_label("API key").fill(secret)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Revoke console test").click()
+    # The list's reload is the first request after the revocation.
+    await expect(page.get_by_role("alert")).to_have_text("invalid or revoked API key")
+    await expect(page.get_by_label("API key")).to_be_visible()
+    visit.errors = [e for e in visit.errors if "401" not in e]
