@@ -625,3 +625,20 @@ async def test_an_api_key_is_shown_once_and_revoking_it_signs_out(
     await expect(page.get_by_role("alert")).to_have_text("invalid or revoked API key")
     await expect(page.get_by_label("API key")).to_be_visible()
     visit.errors = [e for e in visit.errors if "401" not in e]
+
+
+async def test_a_lifecycle_refusal_is_explained_in_words(
+    visit: Visit, gql: GraphQLClient, account: TestAccount
+) -> None:
+    await create_meter(gql, "raced", activate=False)
+    page = visit.page
+    await visit.sign_in(account.admin_key, "/console/meters?status=draft")
+    await page.get_by_role("button", name="Edit raced").click()
+    form = page.get_by_role("form", name="Edit meter raced")
+    await form.get_by_label("Unit").fill("tokens")
+    # Someone else activates it meanwhile: the edit is refused, and the console says why.
+    await gql('mutation { activateMeter(meterApiName: "raced") { __typename } }')
+    await form.get_by_role("button", name="Save meter").click()
+    await expect(page.get_by_role("status").filter(has_text="Only a draft meter")).to_contain_text(
+        "this one is active"
+    )
