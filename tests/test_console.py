@@ -376,6 +376,13 @@ async def test_the_event_drawer_shows_the_payload_as_ingested(
     await drawer.get_by_role("button", name="Cancel event").click()
     await expect(page.get_by_role("status").filter(has_text="cancelled")).to_be_visible()
     await drawer.get_by_role("button", name="Close").click()
+    # By keyboard: Enter on a row opens the drawer with the focus in it; Escape gives it back.
+    await rows.first.focus()
+    await page.keyboard.press("Enter")
+    await expect(drawer.get_by_role("button", name="Close")).to_be_focused()
+    await page.keyboard.press("Escape")
+    await expect(drawer).to_have_count(0)
+    await expect(rows.first).to_be_focused()
     # The live tail: a new event shows up on top, no reload.
     await expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible()
     later = {**record, "uniqueId": str(uuid.uuid4()), "meterValue": "7"}

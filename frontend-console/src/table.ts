@@ -133,7 +133,10 @@ export class MfTable<T extends object = object> extends LitElement {
       @click=${open ? () => open(row.original) : nothing}
       @keydown=${open
         ? (event: KeyboardEvent) => {
-            if (event.key === "Enter") open(row.original);
+            if (event.key !== "Enter") return;
+            // Else the key's press would also reach whatever the opened row focuses.
+            event.preventDefault();
+            open(row.original);
           }
         : nothing}
     >

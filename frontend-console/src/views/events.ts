@@ -121,6 +121,22 @@ export class MfEvents extends View {
     this.stop?.();
   }
 
+  private opener: HTMLElement | null = null;
+
+  /** Open the drawer: focus moves into it; Escape or Close returns it to the row. */
+  private open(row: Row): void {
+    this.opener = document.activeElement as HTMLElement | null;
+    this.selected = row;
+    void this.updateComplete.then(() =>
+      this.querySelector<HTMLButtonElement>(".drawer button")?.focus(),
+    );
+  }
+
+  private close(): void {
+    this.selected = undefined;
+    this.opener?.focus();
+  }
+
   private async load(): Promise<void> {
     await this.guard(async () => {
       const data = await request(Events, { filter: this.filter, first: PAGE, after: this.cursor });
@@ -224,10 +240,18 @@ export class MfEvents extends View {
   }
 
   private renderDrawer(row: Row) {
-    return html`<aside class="drawer" role="dialog" aria-modal="false" aria-labelledby="drawer-title">
+    return html`<aside
+      class="drawer"
+      role="dialog"
+      aria-modal="false"
+      aria-labelledby="drawer-title"
+      @keydown=${(event: KeyboardEvent) => {
+        if (event.key === "Escape") this.close();
+      }}
+    >
       <div class="bar">
         <h2 id="drawer-title">Event #${row.id}</h2>
-        <button type="button" @click=${() => (this.selected = undefined)}>Close</button>
+        <button type="button" @click=${() => this.close()}>Close</button>
       </div>
       <dl>
         <dt>Meter</dt>
@@ -304,7 +328,7 @@ ${JSON.stringify(row.payload, null, 2)}</pre
                 .columns=${this.columns}
                 .data=${this.rows}
                 .rowKey=${(row: Row) => row.id}
-                .open=${(row: Row) => (this.selected = row)}
+                .open=${(row: Row) => this.open(row)}
               ></mf-table>
               ${this.more
                 ? html`<button type="button" @click=${() => this.load()}>Load more</button>`
