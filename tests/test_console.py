@@ -649,3 +649,23 @@ async def test_a_lifecycle_refusal_is_explained_in_words(
     await expect(page.get_by_role("status").filter(has_text="Only a draft meter")).to_contain_text(
         "this one is active"
     )
+
+
+async def test_credits_are_granted_and_read_in_the_ledger(
+    visit: Visit, gql: GraphQLClient, account: TestAccount
+) -> None:
+    await plan_for(gql, "wallet-ui")
+    page = visit.page
+    await visit.sign_in(account.admin_key, "/console/credits")
+    form = page.get_by_role("form", name="Grant credits")
+    await form.get_by_label("Customer ID").fill("wallet-ui")
+    await form.get_by_label("Amount").fill("25")
+    await form.get_by_label("Reason").fill("welcome")
+    await form.get_by_role("button", name="Grant").click()
+    await expect(page).to_have_url(re.compile(r"/console/credits\?customer=wallet-ui$"))
+    await expect(page.get_by_text("Balance:")).to_contain_text("$25.00")
+    ledger = page.get_by_role("table", name="Ledger")
+    await expect(ledger.locator("tbody tr")).to_have_count(1)
+    await expect(ledger.locator("tbody tr")).to_contain_text("GRANT")
+    await expect(ledger.locator("tbody tr")).to_contain_text("welcome")
+    await axe(page, "credits with a ledger")
