@@ -432,6 +432,15 @@ async def test_usage_csv_export_holds_what_is_shown(
     assert by_group == {"region=eu": 10, "region=us": 3}
     # One CSV row per table row: the export is what is shown.
     assert len(lines) - 1 == await table.locator("tbody tr").count()
+    # A dimension filter narrows it, and so does the export.
+    await page.get_by_label("Filter (key=value,value; key=value)").fill("region=eu")
+    await page.get_by_label("Filter (key=value,value; key=value)").press("Enter")
+    await page.get_by_label("Filter (key=value,value; key=value)").blur()
+    await expect(page.get_by_role("img", name=re.compile("1 series"))).to_be_visible()
+    async with page.expect_download() as info:
+        await page.get_by_role("button", name="Export CSV").click()
+    only_eu = await anyio.Path(await (await info.value).path()).read_text()
+    assert {line.split(",")[0] for line in only_eu.strip().split("\n")[1:]} == {"region=eu"}
 
 
 async def test_the_portal_shows_the_widgets_for_a_token(

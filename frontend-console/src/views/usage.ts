@@ -96,6 +96,14 @@ export class MfUsage extends View {
       }
       const groupBy = this.p("groupBy");
       const customer = this.p("customer");
+      // "region=us,eu; tier=pro" → {region: ["us", "eu"], tier: ["pro"]}
+      const filter: Record<string, string[]> = customer ? { customerId: [customer] } : {};
+      for (const clause of this.p("where").split(";")) {
+        const [key, values = ""] = clause.split("=");
+        if (key?.trim() && values.trim()) {
+          filter[key.trim()] = values.split(",").map((v) => v.trim()).filter(Boolean);
+        }
+      }
       this.result = (
         await request(Usage, {
           input: {
@@ -104,7 +112,7 @@ export class MfUsage extends View {
             startTime: new Date(`${this.p("from", isoDay(-6))}T00:00:00Z`).toISOString(),
             endTime: new Date(new Date(`${this.p("to", isoDay(0))}T00:00:00Z`).getTime() + DAY).toISOString(),
             groupBy: groupBy ? [groupBy] : null,
-            filter: customer ? { customerId: [customer] } : null,
+            filter: Object.keys(filter).length ? filter : null,
             limit: 50,
           },
         })
@@ -115,7 +123,7 @@ export class MfUsage extends View {
   private change(event: Event): void {
     const form = new FormData((event.target as HTMLElement).closest("form")!);
     const params: Record<string, string> = {};
-    for (const name of ["meter", "interval", "from", "to", "groupBy", "customer"]) {
+    for (const name of ["meter", "interval", "from", "to", "groupBy", "customer", "where"]) {
       params[name] = String(form.get(name) ?? "");
     }
     setParams(params);
@@ -192,6 +200,10 @@ export class MfUsage extends View {
             )}
           </select></label>
         <label>Customer <input name="customer" .value=${this.p("customer")} /></label>
+        <label
+          >Filter (key=value,value; key=value)
+          <input name="where" placeholder="region=us,eu" .value=${this.p("where")}
+        /></label>
       </form>
       ${this.renderState()}
       ${this.status === "ready"
