@@ -678,3 +678,20 @@ async def test_credits_are_granted_and_read_in_the_ledger(
     await expect(ledger.locator("tbody tr")).to_contain_text("GRANT")
     await expect(ledger.locator("tbody tr")).to_contain_text("welcome")
     await axe(page, "credits with a ledger")
+
+
+async def test_a_webhook_endpoint_is_created_with_its_secret_shown_once(
+    visit: Visit, account: TestAccount
+) -> None:
+    page = visit.page
+    await visit.sign_in(account.admin_key, "/console/webhooks")
+    form = page.get_by_role("form", name="Create webhook endpoint")
+    await form.get_by_label("URL").fill("http://127.0.0.1:9/hooks")
+    await form.get_by_label("Event types (comma-separated)").fill("invoice.finalized")
+    await form.get_by_role("button", name="Create endpoint").click()
+    await expect(page.get_by_role("status").filter(has_text="shown once")).to_contain_text("whsec_")
+    endpoints = page.get_by_role("table", name="Webhook endpoints")
+    await expect(endpoints.locator("tbody tr")).to_contain_text("invoice.finalized")
+    await page.get_by_role("button", name="Disable http://127.0.0.1:9/hooks").click()
+    await expect(endpoints.locator("tbody tr")).to_contain_text("disabled")
+    await expect(page.get_by_role("status")).not_to_contain_text("whsec_")
