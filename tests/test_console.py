@@ -296,6 +296,15 @@ async def test_the_amberflo_api_monetization_walk_through_in_the_ui_alone(
     await watcher_context.close()
     assert not watcher.elsewhere and not watcher.errors, (watcher.elsewhere, watcher.errors)
 
+    # The By Event view starts from the newest events and pages back.
+    await visit.nav("Customers")
+    await visit.nav("Events")
+    await expect(page.get_by_text("500 events, newest first.")).to_be_visible()
+    await page.get_by_role("button", name="Load older events").click()
+    await expect(page.get_by_text("1,000 events, newest first.")).to_be_visible()
+    events_table = page.get_by_role("table", name="Events")
+    assert await events_table.locator("tbody tr").count() < 100  # virtualized
+
     # And the invoice view agrees.
     await visit.nav("Invoices")
     await settled(page)

@@ -82,8 +82,8 @@ export const Session = graphql(`
 `);
 
 const RecentEvents = graphql(`
-  query ConsoleCustomerEvents($customerId: String!, $since: DateTime!) {
-    meterEvents(filter: { customerId: $customerId, startTime: $since }, first: 500) {
+  query ConsoleCustomerEvents($customerId: String!) {
+    meterEvents(filter: { customerId: $customerId }, first: 20, newestFirst: true) {
       edges {
         node {
           id
@@ -166,18 +166,11 @@ export class MfCustomer extends View {
       if (this.data.customer) {
         const [session, recent] = await Promise.all([
           mintSession(this.customerId, 3600),
-          request(RecentEvents, {
-            customerId: this.customerId,
-            since: new Date(Date.now() - 3_600_000).toISOString(),
-          }),
+          request(RecentEvents, { customerId: this.customerId }),
           loadWidgets(),
         ]);
         this.token = session.token;
-        // The last page read in ingestion order: its newest events.
-        this.events = recent.meterEvents.edges
-          .map((edge) => edge.node)
-          .reverse()
-          .slice(0, SHOWN);
+        this.events = recent.meterEvents.edges.map((edge) => edge.node);
         this.follow();
       }
     });
@@ -291,7 +284,7 @@ export class MfCustomer extends View {
         <meterflow-alerts token=${this.token}></meterflow-alerts>
       </div>
       <section class="panel" aria-label="Recent events">
-        <h2>Events of the last hour, newest first, live</h2>
+        <h2>Latest events, live</h2>
         <p><a href=${href("events", "", { customer: customer.customerId })}>Every event</a></p>
         ${this.events.length
           ? html`<table aria-label="Recent events of ${customer.customerId}">

@@ -32,7 +32,7 @@ graphql(`
 
 const Events = graphql(`
   query ConsoleEvents($filter: MeterEventFilter, $first: Int, $after: String) {
-    meterEvents(filter: $filter, first: $first, after: $after) {
+    meterEvents(filter: $filter, first: $first, after: $after, newestFirst: true) {
       edges {
         node {
           ...ConsoleEventFields
@@ -140,8 +140,10 @@ export class MfEvents extends View {
   private async load(): Promise<void> {
     await this.guard(async () => {
       const data = await request(Events, { filter: this.filter, first: PAGE, after: this.cursor });
-      const page = data.meterEvents.edges.map((edge) => edge.node).reverse();
-      this.rows = [...page, ...this.rows].slice(0, MAX_ROWS);
+      // Newest first: each further page is older, below what is shown.
+      const known = new Set(this.rows.map((row) => row.id));
+      const page = data.meterEvents.edges.map((edge) => edge.node).filter((e) => !known.has(e.id));
+      this.rows = [...this.rows, ...page].slice(0, MAX_ROWS);
       this.cursor = data.meterEvents.pageInfo.endCursor ?? this.cursor;
       this.more = data.meterEvents.pageInfo.hasNextPage;
     });
@@ -164,8 +166,6 @@ export class MfEvents extends View {
       { meterApiName: this.filter.meterApiName },
       (data) => {
         this.live = "live";
-        // Past the last page only: events of pages not read yet come with "Load more".
-        if (this.more) return;
         const fresh = data.meterEventsIngested.events.filter((e) => this.fits(e)).reverse();
         const known = new Set(this.rows.map((row) => row.id));
         const added = fresh.filter((e) => !known.has(e.id));
@@ -322,7 +322,7 @@ ${JSON.stringify(row.payload, null, 2)}</pre
       ${this.renderNotice()} ${this.renderState()}
       ${this.status === "ready"
         ? this.rows.length
-          ? html`<p class="muted">${this.rows.length} events, newest first.</p>
+          ? html`<p class="muted">${number(this.rows.length)} events, newest first.</p>
               <mf-table
                 label="Events"
                 .columns=${this.columns}
@@ -331,7 +331,7 @@ ${JSON.stringify(row.payload, null, 2)}</pre
                 .open=${(row: Row) => this.open(row)}
               ></mf-table>
               ${this.more
-                ? html`<button type="button" @click=${() => this.load()}>Load more</button>`
+                ? html`<button type="button" @click=${() => this.load()}>Load older events</button>`
                 : nothing}`
           : this.empty("No events match yet. They appear here as they are ingested.")
         : nothing}
