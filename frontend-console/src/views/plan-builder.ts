@@ -128,7 +128,7 @@ export class MfPlanBuilder extends LitElement {
     return this;
   }
 
-  private update_(index: number, change: Partial<Item>, field?: [string, string]): void {
+  private edit(index: number, change: Partial<Item>, field?: [string, string]): void {
     const items = [...this.items];
     const item = { ...items[index], ...change };
     if (field) item.fields = { ...item.fields, [field[0]]: field[1] };
@@ -220,7 +220,7 @@ export class MfPlanBuilder extends LitElement {
           placeholder=${extra}
           .value=${item.fields[name] ?? ""}
           @input=${(e: Event) =>
-            this.update_(index, {}, [name, (e.target as HTMLInputElement).value])}
+            this.edit(index, {}, [name, (e.target as HTMLInputElement).value])}
       /></label>`;
     switch (item.type) {
       case "per_unit":
@@ -232,7 +232,7 @@ export class MfPlanBuilder extends LitElement {
               type="checkbox"
               .checked=${item.fields.allowPartial === "on"}
               @change=${(e: Event) =>
-                this.update_(index, {}, [
+                this.edit(index, {}, [
                   "allowPartial",
                   (e.target as HTMLInputElement).checked ? "on" : "",
                 ])}
@@ -248,7 +248,7 @@ export class MfPlanBuilder extends LitElement {
             .value=${item.fields.tiers ?? ""}
             placeholder=${"1000,0.01,0\n,0.005,0"}
             @input=${(e: Event) =>
-              this.update_(index, {}, ["tiers", (e.target as HTMLTextAreaElement).value])}
+              this.edit(index, {}, ["tiers", (e.target as HTMLTextAreaElement).value])}
           ></textarea>
         </label>`;
       case "percentage":
@@ -262,7 +262,7 @@ export class MfPlanBuilder extends LitElement {
               .value=${item.fields.json ?? ""}
               placeholder='{"type": "dimension", "dimensions": ["region"], "prices": [{"values": ["us"], "model": {"type": "per_unit", "unitPrice": "0.01"}}]}'
               @input=${(e: Event) =>
-                this.update_(index, {}, ["json", (e.target as HTMLTextAreaElement).value])}
+                this.edit(index, {}, ["json", (e.target as HTMLTextAreaElement).value])}
             ></textarea></label
           >${field("values", "Preview dimension values (comma-separated)")}`;
     }
@@ -302,14 +302,14 @@ export class MfPlanBuilder extends LitElement {
                 list="builder-meters"
                 required
                 .value=${item.meter}
-                @input=${(e: Event) => this.update_(index, { meter: (e.target as HTMLInputElement).value })}
+                @input=${(e: Event) => this.edit(index, { meter: (e.target as HTMLInputElement).value })}
             /></label>
             <label
               >Price model
               <select
                 name=${`model-${index}`}
                 @change=${(e: Event) =>
-                  this.update_(index, { type: (e.target as HTMLSelectElement).value })}
+                  this.edit(index, { type: (e.target as HTMLSelectElement).value })}
               >
                 ${MODELS.map(
                   ([value, label]) =>
@@ -324,7 +324,7 @@ export class MfPlanBuilder extends LitElement {
                 inputmode="decimal"
                 .value=${item.included}
                 @input=${(e: Event) =>
-                  this.update_(index, { included: (e.target as HTMLInputElement).value })}
+                  this.edit(index, { included: (e.target as HTMLInputElement).value })}
             /></label>
           </div>
           <div class="row">${this.renderFields(item, index)}</div>
@@ -336,7 +336,7 @@ export class MfPlanBuilder extends LitElement {
                 inputmode="decimal"
                 .value=${item.quantity}
                 @input=${(e: Event) =>
-                  this.update_(index, { quantity: (e.target as HTMLInputElement).value })}
+                  this.edit(index, { quantity: (e.target as HTMLInputElement).value })}
             /></label>
             <output aria-live="polite" class="preview-amount">${item.preview}</output>
           </div>
