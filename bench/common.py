@@ -89,9 +89,33 @@ def start_worker(url: str) -> subprocess.Popen[bytes]:
     )
 
 
+# The process of each running server, by base URL (for benches that read its memory).
+SERVER_PIDS: dict[str, int] = {}
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process and its children (uvicorn's workers), from /proc."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if int(entry.name) == pid or parent == pid:
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
 @contextmanager
-def server(url: str, *, extra_env: dict[str, str] | None = None) -> Iterator[str]:
-    """One `meterflow serve` process (one uvicorn worker), as the targets specify."""
+def server(url: str, *, extra_env: dict[str, str] | None = None, workers: int = 1) -> Iterator[str]:
+    """One `meterflow serve` process (one uvicorn worker, as the targets specify, unless
+    `workers` asks for more)."""
     port = free_port()
     env = {**service_env(url), **(extra_env or {})}
     process = subprocess.Popen(
@@ -104,11 +128,14 @@ def server(url: str, *, extra_env: dict[str, str] | None = None) -> Iterator[str
             "127.0.0.1",
             "--port",
             str(port),
+            "--workers",
+            str(workers),
         ],
         env=env,
         cwd=ROOT,
     )
     base = f"http://127.0.0.1:{port}"
+    SERVER_PIDS[base] = process.pid
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -120,6 +120,7 @@ async def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--only", choices=["rest", "graphql"], help="run one path (profiling)")
+    parser.add_argument("--api-workers", type=int, default=1, help="serve --workers N")
     args = parser.parse_args()
 
     url = await fresh_database(DATABASE)
@@ -139,7 +140,7 @@ async def main() -> None:
     ]
     headers = {"X-API-Key": key, "Content-Type": "application/json"}
 
-    with server(url) as base:
+    with server(url, workers=args.api_workers) as base:
         async with httpx.AsyncClient(base_url=base) as client:
             await graphql(
                 client,
@@ -176,7 +177,7 @@ async def main() -> None:
     baseline = args.events / copy_seconds
     print(
         f"\ningest benchmark: {args.events:,} events per path, batches of {args.batch}, "
-        f"{args.concurrency} requests in flight, one API process"
+        f"{args.concurrency} requests in flight, {args.api_workers} API process(es)"
     )
     print(f"{'path':<10}{'events/s':>12}{'vs COPY':>9}   latency per request")
     for name, (elapsed, latencies, failures) in (("REST", rest), ("GraphQL", gql)):

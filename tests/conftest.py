@@ -6,7 +6,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -157,10 +157,14 @@ def wait_for_health(
 
 @contextmanager
 def running_server(
-    env: dict[str, str], health: int = 200, output: Path | None = None
+    env: dict[str, str],
+    health: int = 200,
+    output: Path | None = None,
+    args: Sequence[str] = (),
 ) -> Iterator[str]:
     """A real `meterflow serve` process on a free port, stopped on exit. With `output`,
-    everything it prints goes to that file (for tests that read its log)."""
+    everything it prints goes to that file (for tests that read its log); `args` are more
+    options for `serve` (e.g. `--workers 2`)."""
     port = free_port()
     sink = output.open("wb") if output is not None else None
     process = subprocess.Popen(
@@ -173,6 +177,7 @@ def running_server(
             "127.0.0.1",
             "--port",
             str(port),
+            *args,
         ],
         env=env,
         cwd=ROOT,

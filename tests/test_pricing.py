@@ -21,7 +21,7 @@ from meterflow.pricing.models import (
     parse_price_model,
     to_json,
 )
-from meterflow.pricing.money import round_money
+from meterflow.pricing.money import exponent, places, round_money, written
 from meterflow.pricing.rating import DimensionUsage, rate, rate_by_dimension
 
 D = Decimal
@@ -266,3 +266,19 @@ def test_rounding_follows_the_currency() -> None:
     assert round_money(D("1.005"), "USD") == D("1.01")
     assert round_money(D("1.5"), "JPY") == D("2")
     assert round_money(D("1.0005"), "KWD") == D("1.001")
+
+
+@given(
+    st.integers(min_value=-(10**18), max_value=10**18),
+    st.integers(min_value=-12, max_value=3),  # amounts carry up to 12 decimals
+    st.sampled_from(["USD", "JPY", "KWD", "EUR"]),
+)
+def test_written_keeps_the_minor_unit_and_every_digit(digits: int, exp: int, currency: str) -> None:
+    """By the definition: at least the minor unit, never fewer digits than the value carries,
+    the same number (a fast path returns stored amounts as they are)."""
+    value = Decimal(digits).scaleb(exp)
+    shown = written(value, currency)
+    assert shown == value
+    kept = shown.as_tuple().exponent
+    assert isinstance(kept, int)
+    assert -kept == max(exponent(currency), places(value))

@@ -21,7 +21,17 @@ from sqlalchemy import event
 from meterflow.app import create_app
 from meterflow.config import Settings
 from meterflow.db import SessionFactory, unit_of_work
-from meterflow.services import accounts, ingestion, invoice_rating, rollups, wallets
+from meterflow.models import MeterType
+from meterflow.services import (
+    accounts,
+    customers,
+    ingestion,
+    invoice_rating,
+    meters,
+    rollups,
+    wallets,
+)
+from meterflow.services.meters import MeterSpec
 from tests.billing_setup import per_unit_account, put_on_plan
 from tests.conftest import TEST_SECRET_KEY
 
@@ -191,3 +201,114 @@ async def test_every_figure_on_the_page_is_the_single_customer_figure(
         assert single["currentInvoice"]["id"] == nodes[customer]["currentInvoice"]["id"]
         assert single["currentInvoice"]["total"] == nodes[customer]["currentInvoice"]["total"]
         assert single["wallet"]["balance"] == nodes[customer]["wallet"]["balance"]
+
+
+MIXED = [  # (meter, type, aggregation dimension)
+    ("calls", "SUM", None),
+    ("requests", "COUNT", None),
+    ("peak", "MAX", None),
+    ("users", "UNIQUE_COUNT", "user"),
+    ("level", "LATEST", None),
+]
+
+
+async def test_current_usage_of_every_meter_type_equals_the_raw_events(
+    session_factory: SessionFactory, client: tuple[httpx.AsyncClient, Any]
+) -> None:
+    """The page reads SUM, COUNT and MAX meters in one statement and the others one by one;
+    each customer's figure must still be what the raw events say, and what the usage query
+    says for that meter — also through a fragment, beside an aliased wallet in another
+    currency (fields the page does not read ahead)."""
+    now = datetime.now(UTC)
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    async with unit_of_work(session_factory) as session:
+        account = await accounts.create_account(session, name="mixed meters")
+        for name, kind, dimension in MIXED:
+            await meters.create_meter(
+                session,
+                account_id=account.id,
+                meter_api_name=name,
+                spec=MeterSpec(
+                    name,
+                    MeterType(kind),
+                    dimensions=(dimension,) if dimension else (),
+                    aggregation_dimension=dimension,
+                ),
+            )
+        key = (
+            await accounts.issue_api_key(
+                session, account_id=account.id, name="k", scope=accounts.ApiKeyScope.ADMIN
+            )
+        ).secret
+        customer_ids = [f"m{i:02d}" for i in range(12)]
+        for customer in customer_ids:
+            await customers.create_customer(
+                session, account_id=account.id, customer_id=customer, now=now
+            )
+    events: list[dict[str, Any]] = []
+    for i, customer in enumerate(customer_ids):
+        for j in range(i % 4):  # m00, m04, m08 have no usage at all
+            at = max(month_start, now - timedelta(seconds=60 - j))
+            for name, _, dimension in MIXED:
+                event = {
+                    "meterApiName": name,
+                    "customerId": customer,
+                    "meterValue": str(Decimal(i) + Decimal(j) / 4),
+                    "meterTimeInMillis": int(at.timestamp() * 1000) + j,
+                    "uniqueId": f"{customer}-{name}-{j}",
+                }
+                if dimension:
+                    event["dimensions"] = {dimension: f"u{(i + j) % 3}"}
+                events.append(event)
+    async with unit_of_work(session_factory) as session:
+        await ingestion.ingest(
+            session,
+            account_id=account.id,
+            records=[ingestion.RawRecord(e, json.dumps(e)) for e in events],
+            now=now,
+        )
+    async with unit_of_work(session_factory) as session:
+        while (await rollups.rollup_account(session, account_id=account.id)).more:
+            pass
+
+    def by_hand(customer: str, name: str) -> Decimal:
+        mine = [e for e in events if e["customerId"] == customer and e["meterApiName"] == name]
+        values = [Decimal(e["meterValue"]) for e in mine]
+        if not mine:
+            return Decimal(0)
+        return {
+            "calls": sum(values, Decimal(0)),
+            "requests": Decimal(len(values)),
+            "peak": max(values),
+            "users": Decimal(len({e["dimensions"]["user"] for e in mine if "dimensions" in e})),
+            "level": Decimal(max(mine, key=lambda e: e["meterTimeInMillis"])["meterValue"]),
+        }[name]
+
+    page, _ = await run(
+        client,
+        key,
+        """fragment Usage on Customer { currentUsage { meterApiName value } }
+        { customers(first: 50) { edges { node { customerId ...Usage
+            eur: wallet(currency: "EUR") { currency balance } } } } }""",
+        {},
+    )
+    nodes = {e["node"]["customerId"]: e["node"] for e in page["customers"]["edges"]}
+    assert sorted(nodes) == customer_ids
+    month = now.strftime("%Y-%m-01T00:00:00Z")
+    for name, _, _ in MIXED:
+        answer, _ = await run(
+            client,
+            key,
+            """query($m: String!, $s: DateTime!, $e: DateTime!) { usage(input: {
+                meterApiName: $m, timeGroupingInterval: MONTH, startTime: $s, endTime: $e,
+                groupBy: ["customerId"] }) { groups { group total } } }""",
+            {"m": name, "s": month, "e": (now + timedelta(hours=1)).isoformat()},
+        )
+        queried = {g["group"]["customerId"]: g["total"] for g in answer["usage"]["groups"]}
+        for customer in customer_ids:
+            shown = {u["meterApiName"]: u["value"] for u in nodes[customer]["currentUsage"]}
+            assert Decimal(shown[name]) == by_hand(customer, name), (customer, name)
+            if customer in queried:
+                assert shown[name] == queried[customer], (customer, name)
+    for customer in customer_ids:
+        assert nodes[customer]["eur"] == {"currency": "EUR", "balance": "0.00"}

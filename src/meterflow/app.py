@@ -146,3 +146,10 @@ def create_app(settings: Settings) -> Starlette:
     app.state.jobs = jobs
     app.state.broker = broker
     return app
+
+
+def create_app_from_environment() -> Starlette:
+    """The app of one `meterflow serve --workers N` process: uvicorn starts each worker
+    process from an import string, and each reads its settings from the environment, as the
+    parent did."""
+    return create_app(Settings())

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import uvicorn
@@ -117,16 +118,26 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from meterflow.app import create_app
 
     _warn_if_private_targets(settings)
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        log_level=settings.log_level,
-        proxy_headers=True,
-        timeout_graceful_shutdown=10,
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": settings.log_level,
+        "proxy_headers": True,
+        "timeout_graceful_shutdown": 10,
         # WebSocket messages have the HTTP body limit; the frame reader stops a larger one early.
-        ws_max_size=settings.max_request_bytes,
-    )
+        "ws_max_size": settings.max_request_bytes,
+    }
+    if args.workers > 1:
+        # N processes accept on the one socket uvicorn's supervisor binds; it restarts one that
+        # dies, and on SIGINT/SIGTERM lets each finish its requests (graceful shutdown).
+        uvicorn.run(
+            "meterflow.app:create_app_from_environment",
+            factory=True,
+            workers=args.workers,
+            **options,
+        )
+    else:
+        uvicorn.run(create_app(settings), **options)
     return 0
 
 
@@ -319,6 +330,16 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
 # ---------------------------------------------------------------- parser
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"{value} is not between 1 and 64")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meterflow", description="Usage metering and usage-based billing."
@@ -338,6 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API against METERFLOW_DATABASE_URL/REDIS_URL")
     serve.add_argument("--host", default="0.0.0.0")  # noqa: S104  (a server, meant to be reached)
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="API processes sharing the port (default: 1); each keeps its own pool of up to "
+        "20 database connections",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     worker = sub.add_parser("worker", help="run a background worker")

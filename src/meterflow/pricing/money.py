@@ -111,5 +111,8 @@ def written(value: Decimal, currency: str) -> Decimal:
     JPY "0", KWD "0.000"), never fewer digits than it carries (a converted balance may have
     more, and writing it must not round it)."""
     exact = Decimal(value)
-    keep = max(exponent(currency), places(exact))
+    minor = exponent(currency)
+    if exact.is_finite() and exact.as_tuple().exponent == -minor:
+        return exact  # already at the minor unit, as stored amounts are (the common case)
+    keep = max(minor, places(exact))
     return exact.quantize(Decimal(1).scaleb(-keep), context=_WIDE)

@@ -14,8 +14,19 @@ from meterflow.schema.customers import (
     UpdateCustomerResult,
 )
 from meterflow.schema.list_orders import CustomerFilter, CustomerOrder, query_errors, with_cursors
+from meterflow.schema.selections import selected_below
 from meterflow.services import customers
 from meterflow.services.pagination import page_size
+
+
+async def prime_page(info: Info, customer_ids: list[str]) -> None:
+    """Reads the nested fields the page asks for, for all of its customers at once."""
+    wanted = {
+        field.name
+        for field in selected_below(info, "edges", "node")
+        if field.name != "wallet" or not field.arguments.get("currency")
+    }
+    await info.context.loaders.prime_customers(customer_ids, wanted)
 
 
 @strawberry.type
@@ -59,6 +70,7 @@ class CustomerQueries:
                     direction=order_by.direction,
                     now=datetime.now(UTC),
                 )
+        await prime_page(info, [row.customer_id for row in page.items])
         return with_cursors(CustomerConnection.from_page(page), page)
 
 

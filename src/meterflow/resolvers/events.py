@@ -4,7 +4,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 import strawberry
@@ -20,6 +20,7 @@ from meterflow.schema.events import (
     MeterEventConnection,
     MeterEventFilter,
     MeterEventInput,
+    MeterEventValues,
 )
 from meterflow.schema.scalars import NotANumber
 from meterflow.services import events, ingestion
@@ -47,20 +48,20 @@ def _millis(number: Decimal) -> int | str:
     return str(number)
 
 
-def _record(event: MeterEventInput) -> ingestion.RawRecord:
-    value, value_text = _value(event.meter_value)
+def _record(event: MeterEventValues, placeholder: str) -> ingestion.RawRecord:
+    value, value_text = _value(event["meterValue"])
     data: dict[str, Any] = {
-        "meterApiName": event.meter_api_name,
-        "customerId": event.customer_id,
+        "meterApiName": event["meterApiName"],
+        "customerId": event["customerId"],
         "meterValue": value,
-        "meterTimeInMillis": _millis(event.meter_time_in_millis),
+        "meterTimeInMillis": _millis(event["meterTimeInMillis"]),
     }
-    if event.unique_id is not None:
-        data["uniqueId"] = event.unique_id
-    if event.dimensions is not None:
-        data["dimensions"] = event.dimensions
-    # The value goes into the text as written: a placeholder no client can guess, replaced once.
-    placeholder = f"meterflow-value-{uuid.uuid4()}"
+    if (unique_id := event.get("uniqueId")) is not None:
+        data["uniqueId"] = unique_id
+    if (dimensions := event.get("dimensions")) is not None:
+        data["dimensions"] = dimensions
+    # The value goes into the text as written: a placeholder no client can guess (made after
+    # the request arrived, one a batch), replaced once.
     raw = {
         **data,
         "meterValue": placeholder,
@@ -115,18 +116,25 @@ class EventQueries:
 @strawberry.type
 class EventMutations:
     @strawberry.mutation(description="Ingest a batch (≤ 10,000); one outcome per event.")
-    async def ingest_meter_events(self, info: Info, events: list[MeterEventInput]) -> IngestResult:
+    async def ingest_meter_events(
+        self,
+        info: Info,
+        events: Annotated[
+            list[MeterEventValues], strawberry.argument(graphql_type=list[MeterEventInput])
+        ],
+    ) -> IngestResult:
         principal = require_account_key(info)  # ingest-scoped keys may call this
         if len(events) > ingestion.MAX_BATCH:
             raise GraphQLError(
                 str(ingestion.BatchTooLarge(len(events))), extensions={"code": "BATCH_TOO_LARGE"}
             )
+        placeholder = f"meterflow-value-{uuid.uuid4()}"
         try:
             async with info.context.unit_of_work() as session:
                 report = await ingestion.ingest(
                     session,
                     account_id=principal.account_id,
-                    records=[_record(event) for event in events],
+                    records=[_record(event, placeholder) for event in events],
                     now=datetime.now(UTC),
                 )
         except Exception as exc:

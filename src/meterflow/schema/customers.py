@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Annotated
 
@@ -11,9 +12,12 @@ from meterflow import models
 from meterflow.schema.billing import Invoice, PlanAssignment, PricingPlan, Wallet
 from meterflow.schema.enums import MeterType
 from meterflow.schema.errors import ConflictProblem, NotFoundProblem, ValidationProblem
+from meterflow.schema.loaders import Loaders, settled, then
 from meterflow.schema.pagination import PageInfo
 from meterflow.schema.usage import MeterUsage
+from meterflow.services.customer_views import MeterTotal
 from meterflow.services.pagination import Page, encode_cursor
+from meterflow.services.plans import LoadedPlan
 
 
 @strawberry.type
@@ -32,59 +36,52 @@ class Customer:
     updated_at: datetime
     account_id: strawberry.Private[uuid.UUID]
 
+    # The nested fields below are plain functions, not coroutines: on a page the customers
+    # resolver primed (Loaders.prime_customers) they answer at once, which spares graphql-core
+    # a task per field; elsewhere they return the loader's awaitable (loaders.settled).
+
     @strawberry.field(description="Usage so far in the current period, per meter.")
-    async def current_usage(self, info: strawberry.Info) -> list[MeterUsage]:
-        totals = await info.context.loaders.current_usage.load(self.customer_id)
-        return [
-            MeterUsage(
-                meter_api_name=t.meter_api_name,
-                meter_type=MeterType(t.meter_type),
-                unit=t.unit,
-                value=t.value,
-                period_start=t.period_start,
-                period_end=t.period_end,
-            )
-            for t in totals
-        ]
+    def current_usage(self, info: strawberry.Info) -> list[MeterUsage]:
+        return then(settled(info.context.loaders.current_usage, self.customer_id), _usage)  # type: ignore[return-value]
 
     @strawberry.field(description="The running invoice of the current period, or null.")
-    async def current_invoice(self, info: strawberry.Info) -> Invoice | None:
-        row = await info.context.loaders.current_invoice.load(self.customer_id)
-        return Invoice.from_model(row) if row is not None else None
+    def current_invoice(self, info: strawberry.Info) -> Invoice | None:
+        return then(  # type: ignore[return-value]
+            settled(info.context.loaders.current_invoice, self.customer_id), _invoice
+        )
 
     @strawberry.field(description="The plan the customer is on now, or null.")
-    async def plan(self, info: strawberry.Info) -> PricingPlan | None:
-        loaded = await info.context.loaders.current_plan.load(self.customer_id)
-        return PricingPlan.from_loaded(loaded) if loaded is not None else None
+    def plan(self, info: strawberry.Info) -> PricingPlan | None:
+        return then(settled(info.context.loaders.current_plan, self.customer_id), _plan)  # type: ignore[return-value]
 
     @strawberry.field(description="Every plan assignment, oldest first, with start and end.")
-    async def plan_assignments(self, info: strawberry.Info) -> list[PlanAssignment]:
-        history = await info.context.loaders.assignments.load(self.customer_id)
-        return [
-            PlanAssignment(
-                customer_id=a.customer_id,
-                plan_id=strawberry.ID(str(a.plan_id)),
-                start_time=a.start_time,
-                end_time=a.end_time,
-            )
-            for a in history
-        ]
+    def plan_assignments(self, info: strawberry.Info) -> list[PlanAssignment]:
+        return then(  # type: ignore[return-value]
+            settled(info.context.loaders.assignments, self.customer_id), _assignments
+        )
 
     @strawberry.field(
         description="Prepaid credits in `currency` (default: the current plan's, else USD)."
     )
-    async def wallet(self, info: strawberry.Info, currency: str | None = None) -> Wallet:
+    def wallet(self, info: strawberry.Info, currency: str | None = None) -> Wallet:
+        loaders = info.context.loaders
         if currency:
-            chosen = currency.upper()
-        else:  # the plan `plan` reads too: one batch for both fields
-            loaded = await info.context.loaders.current_plan.load(self.customer_id)
-            chosen = loaded.plan.currency if loaded is not None else "USD"
-        balance = await info.context.loaders.balance.load((self.customer_id, chosen))
-        return Wallet(
-            customer_id=self.customer_id,
-            currency=chosen,
-            balance=balance,
-            account_id=self.account_id,
+            return self._wallet(currency.upper(), loaders)  # type: ignore[return-value]
+        # The plan `plan` reads too: one batch for both fields.
+        return then(  # type: ignore[return-value]
+            settled(loaders.current_plan, self.customer_id),
+            lambda loaded: self._wallet(loaded.plan.currency if loaded else "USD", loaders),
+        )
+
+    def _wallet(self, currency: str, loaders: Loaders) -> Wallet | Awaitable[Wallet]:
+        return then(
+            settled(loaders.balance, (self.customer_id, currency)),
+            lambda balance: Wallet(
+                customer_id=self.customer_id,
+                currency=currency,
+                balance=balance,
+                account_id=self.account_id,
+            ),
         )
 
     @classmethod
@@ -101,6 +98,40 @@ class Customer:
             updated_at=row.updated_at,
             account_id=row.account_id,
         )
+
+
+def _usage(totals: list[MeterTotal]) -> list[MeterUsage]:
+    return [
+        MeterUsage(
+            meter_api_name=t.meter_api_name,
+            meter_type=MeterType(t.meter_type),
+            unit=t.unit,
+            value=t.value,
+            period_start=t.period_start,
+            period_end=t.period_end,
+        )
+        for t in totals
+    ]
+
+
+def _invoice(row: models.Invoice | None) -> Invoice | None:
+    return Invoice.from_model(row) if row is not None else None
+
+
+def _plan(loaded: LoadedPlan | None) -> PricingPlan | None:
+    return PricingPlan.from_loaded(loaded) if loaded is not None else None
+
+
+def _assignments(history: list[models.PlanAssignment]) -> list[PlanAssignment]:
+    return [
+        PlanAssignment(
+            customer_id=a.customer_id,
+            plan_id=strawberry.ID(str(a.plan_id)),
+            start_time=a.start_time,
+            end_time=a.end_time,
+        )
+        for a in history
+    ]
 
 
 @strawberry.type

@@ -10,8 +10,10 @@ must read the truth each time, not what an earlier message saw.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -28,6 +30,40 @@ from meterflow.services.wallet_statement import StatementLine
 K = TypeVar("K")
 LedgerKey = tuple[str, str, int, int | None]
 V = TypeVar("V")
+R = TypeVar("R")
+
+
+def settled(loader: DataLoader[K, V], key: K) -> V | Awaitable[V]:
+    """The value itself when this request has already read it (a list resolver primed the
+    loader for its page), else the awaitable load.
+
+    Why: graphql-core completes a plain value in line, but every awaitable costs it a task and
+    a gather; on a dashboard page of 100 customers by 5 nested fields that overhead, not SQL,
+    was most of the time. A WebSocket's loaders do not cache, so they always load afresh."""
+    if loader.cache:
+        future = loader.cache_map.get(key)
+        if (
+            future is not None
+            and future.done()
+            and not future.cancelled()
+            and future.exception() is None
+        ):
+            return future.result()
+    return loader.load(key)
+
+
+def then(value: V | Awaitable[V], convert: Callable[[V], R | Awaitable[R]]) -> R | Awaitable[R]:
+    """`convert(value)` now if the value is here, else once it is (see `settled`); a convert
+    that itself has to wait is awaited too, so the caller never gets an awaitable of one."""
+    if inspect.isawaitable(value):
+        pending = value
+
+        async def later() -> R:
+            result = convert(await pending)
+            return await result if inspect.isawaitable(result) else result
+
+        return later()
+    return convert(value)
 
 
 def _now() -> datetime:
@@ -56,6 +92,38 @@ class Loaders:
         )
         # (customer, currency, limit, after) → that page of the wallet's statement.
         self.ledger: DataLoader[LedgerKey, Page[StatementLine]] = self._loader(self._ledgers)
+
+    async def prime_customers(self, customer_ids: Sequence[str], fields: Collection[str]) -> None:
+        """Reads what a page of customers asks for (`fields`: currentUsage, currentInvoice,
+        plan, planAssignments, wallet — the default-currency wallet) for the whole page at
+        once, side by side, so each customer's resolvers find their values settled.
+
+        A read that fails is left in its loader: the field that asks for it fails alone, as it
+        would have without priming."""
+        if not self.cache or not customer_ids:
+            return
+        reads: list[Awaitable[Any]] = []
+        if "currentUsage" in fields:
+            reads.append(self.current_usage.load_many(customer_ids))
+        if "currentInvoice" in fields:
+            reads.append(self.current_invoice.load_many(customer_ids))
+        if "planAssignments" in fields:
+            reads.append(self.assignments.load_many(customer_ids))
+        if "wallet" in fields:
+            reads.append(self._prime_wallets(customer_ids))
+        elif "plan" in fields:
+            reads.append(self.current_plan.load_many(customer_ids))
+        await asyncio.gather(*reads, return_exceptions=True)
+
+    async def _prime_wallets(self, customer_ids: Sequence[str]) -> None:
+        """A wallet's default currency is its customer's current plan's: plans, then balances."""
+        current = await self.current_plan.load_many(customer_ids)
+        await self.balance.load_many(
+            [
+                (customer_id, loaded.plan.currency if loaded is not None else "USD")
+                for customer_id, loaded in zip(customer_ids, current, strict=True)
+            ]
+        )
 
     def _loader(self, batch: Callable[[Sequence[K]], Awaitable[Sequence[V]]]) -> DataLoader[K, V]:
         return DataLoader(load_fn=batch, cache=self.cache)

@@ -48,14 +48,36 @@ async def current_usage(
     now: datetime,
     meter_api_name: str | None = None,
 ) -> dict[str, list[MeterTotal]]:
-    """Month-to-date usage per meter for each customer: one grouped usage query per meter.
+    """Month-to-date usage per meter for each customer: the SUM, COUNT and MAX meters in one
+    statement, each other meter in one grouped usage query of its own.
     All meters but the deprecated ones; or the one meter named, deprecated or not."""
-    totals: dict[str, list[MeterTotal]] = {c: [] for c in sorted(set(customer_ids))}
-    for meter in await usage_meters(session, account_id=account_id, meter_api_name=meter_api_name):
-        found = await meter_usage(
-            session, account_id=account_id, meter=meter, customer_ids=customer_ids, now=now
-        )
-        for customer_id, total in found.items():
+    ids = sorted(set(customer_ids))
+    totals: dict[str, list[MeterTotal]] = {c: [] for c in ids}
+    reported = await usage_meters(session, account_id=account_id, meter_api_name=meter_api_name)
+    additive = [m for m in reported if m.meter_type in usage.ADDITIVE_TOTALS]
+    start = floor(now, Grouping.MONTH)
+    end = following(start, Grouping.MONTH)
+    found = await usage.additive_totals(
+        session, account_id=account_id, meters=additive, customer_ids=ids, start=start, end=end
+    )
+    for meter in reported:
+        if meter.meter_type in usage.ADDITIVE_TOTALS:
+            by_customer = {
+                c: MeterTotal(
+                    meter.meter_api_name,
+                    meter.meter_type,
+                    meter.unit,
+                    found.get((meter.id, c), Decimal(0)),
+                    start,
+                    end,
+                )
+                for c in ids
+            }
+        else:
+            by_customer = await meter_usage(
+                session, account_id=account_id, meter=meter, customer_ids=ids, now=now
+            )
+        for customer_id, total in by_customer.items():
             totals[customer_id].append(total)
     return totals
 

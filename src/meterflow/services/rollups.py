@@ -195,12 +195,32 @@ async def rollup_account(
         ),
         params,
     )
-    for source in (RECOMPUTED_EVENTS, NEW_EVENTS):
-        aggregate = AGGREGATE.format(source=source)
+    kinds = set(
+        (
+            await session.execute(
+                text("SELECT DISTINCT meter_type::text FROM meters WHERE account_id = :a"),
+                {"a": account_id},
+            )
+        ).scalars()
+    )
+    # The new events' hourly aggregates, read and sorted once: the hours and the days (below)
+    # are both upserted from them.
+    await session.execute(text("DROP TABLE IF EXISTS step_hours"))
+    await session.execute(
+        text(
+            "CREATE TEMP TABLE step_hours ON COMMIT DROP AS " + AGGREGATE.format(source=NEW_EVENTS)
+        ),
+        params,
+    )
+    for source, aggregate in (
+        (RECOMPUTED_EVENTS, AGGREGATE.format(source=RECOMPUTED_EVENTS)),
+        (NEW_EVENTS, "SELECT * FROM step_hours"),
+    ):
         await session.execute(
             text(UPSERT_ROLLUPS.format(aggregate=aggregate, merge=_merge("usage_rollups"))), params
         )
-        await session.execute(text(INSERT_DISTINCT.format(source=source)), params)
+        if "UNIQUE_COUNT" in kinds:
+            await session.execute(text(INSERT_DISTINCT.format(source=source)), params)
 
     touched_rows = (
         await session.execute(
@@ -225,7 +245,9 @@ async def rollup_account(
         )
     )
     await _update_days(session, params)
-    await _rebuild_intervals(session, account_id, low, high)
+    if "DURATION" in kinds:
+        await _rebuild_intervals(session, account_id, low, high)
+    await session.execute(text("DROP TABLE step_hours"))
     await session.execute(
         text(
             "INSERT INTO usage_watermarks (account_id, xid, updated_at) "
@@ -237,15 +259,17 @@ async def rollup_account(
     return result
 
 
+# A day's share of this step: its hours' aggregates combined (sums add, the latest by time,
+# then ingestion order, wins), merged into the stored day as an hour is.
 DAILY_UPSERT = """
     INSERT INTO usage_daily (account_id, meter_id, customer_id, day, sum, count, max,
                              latest_time, latest_seq, latest_value)
-    SELECT :account_id, meter_id, customer_id, date_trunc('day', hour, 'UTC'), sum(value),
-           count(*), max(value),
-           (array_agg(event_time ORDER BY event_time DESC, seq DESC))[1],
-           (array_agg(seq ORDER BY event_time DESC, seq DESC))[1],
-           (array_agg(value ORDER BY event_time DESC, seq DESC))[1]
-    FROM ({source}) AS ev
+    SELECT :account_id, meter_id, customer_id, date_trunc('day', hour, 'UTC'), sum(sum),
+           sum(count), max(max),
+           (array_agg(latest_time ORDER BY latest_time DESC, latest_seq DESC))[1],
+           (array_agg(latest_seq ORDER BY latest_time DESC, latest_seq DESC))[1],
+           (array_agg(latest_value ORDER BY latest_time DESC, latest_seq DESC))[1]
+    FROM step_hours
     GROUP BY meter_id, customer_id, date_trunc('day', hour, 'UTC')
     ON CONFLICT (account_id, meter_id, customer_id, day) DO UPDATE SET
 {merge}
@@ -255,9 +279,7 @@ DAILY_UPSERT = """
 async def _update_days(session: AsyncSession, params: dict[str, Any]) -> None:
     """Days follow hours: new events are added to their day (as to their hour); the days
     holding a recomputed hour are re-summed from the hourly rows, which replaces them whole."""
-    await session.execute(
-        text(DAILY_UPSERT.format(source=NEW_EVENTS, merge=_merge("usage_daily"))), params
-    )
+    await session.execute(text(DAILY_UPSERT.format(merge=_merge("usage_daily"))), params)
     await session.execute(
         text(
             "CREATE TEMP TABLE recompute_days ON COMMIT DROP AS "

@@ -553,3 +553,65 @@ def _with_change(intervals: list[datetime], values: list[Decimal]) -> list[Usage
         points.append(UsagePoint(start, value, change))
         previous = value
     return points
+
+
+# What `_additive` reads for each additive meter type: a period's total per customer is the
+# same figure whether its daily rows are summed in one bucket or in many.
+ADDITIVE_TOTALS = {
+    MeterType.SUM: "sum(sum)",
+    MeterType.COUNT: "sum(count)",
+    MeterType.MAX: "max(max)",
+}
+
+
+async def additive_totals(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    meters: Sequence[Meter],
+    customer_ids: Sequence[str],
+    start: datetime,
+    end: datetime,
+) -> dict[tuple[uuid.UUID, str], Decimal]:
+    """Each customer's total over [start, end), whole UTC days, for many SUM, COUNT and MAX
+    meters at once: one statement where `query_usage` takes one per meter. Only the pairs that
+    have usage are returned."""
+    if any(m.meter_type not in ADDITIVE_TOTALS for m in meters):
+        raise ValueError("additive_totals reads SUM, COUNT and MAX meters only")
+    if floor(start, Grouping.DAY) != start or floor(end, Grouping.DAY) != end:
+        raise ValueError("additive_totals reads whole days")
+    if not meters or not customer_ids:
+        return {}
+    # One index probe per (meter, customer) pair on the primary key: the cost follows the page,
+    # not the account. (A plain `meter_id = ANY(...) AND customer_id = ANY(...)` is fast with
+    # a custom plan, but after five runs PostgreSQL's generic plan scans every customer's days
+    # for the month and filters: 40 ms at 10,000 customers instead of 1.)
+    rows = await session.execute(
+        text(
+            "SELECT m.id, c.id, u.total_sum, u.total_count, u.top "
+            "FROM unnest(CAST(:meter_ids AS uuid[])) AS m(id) "
+            "CROSS JOIN unnest(CAST(:customer_ids AS varchar[])) AS c(id) "
+            "CROSS JOIN LATERAL (SELECT sum(sum) AS total_sum, sum(count) AS total_count, "
+            "max(max) AS top FROM usage_daily WHERE account_id = :account_id "
+            "AND meter_id = m.id AND customer_id = c.id AND day >= :start AND day < :end) AS u "
+            "WHERE u.total_count IS NOT NULL"
+        ),
+        {
+            "account_id": account_id,
+            "meter_ids": [m.id for m in meters],
+            "customer_ids": list(customer_ids),
+            "start": start,
+            "end": end,
+        },
+    )
+    kinds = {m.id: m.meter_type for m in meters}
+    out: dict[tuple[uuid.UUID, str], Decimal] = {}
+    for meter_id, customer_id, total_sum, total_count, top in rows:
+        kind = kinds[meter_id]
+        if kind is MeterType.COUNT:
+            out[(meter_id, customer_id)] = Decimal(total_count)
+        elif kind is MeterType.MAX:
+            out[(meter_id, customer_id)] = top
+        else:
+            out[(meter_id, customer_id)] = total_sum
+    return out

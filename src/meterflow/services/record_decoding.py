@@ -1,0 +1,128 @@
+"""Typed, compiled decoding of a batch of meter event records (msgspec): the common case of
+ingestion — a JSON array of plainly valid records — checked in C as far as C can check it.
+
+`valid_batch` answers every record of such a body as an `EventRecord`, exactly as
+`event_records.parse_record` would, or None as soon as one record is not plainly valid (a
+wrong type, a missing field, a value or time out of bounds, a character that needs a closer
+look, a long number). None sends the whole body down the exact path (wire.decode, then
+parse_record per record), which gives each record its precise outcome and code: the fast path
+never decides a rejection, so the outcomes are those of the exact path by construction.
+
+Each record keeps its own text from the body (msgspec.Raw), as the exact path does.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Annotated
+
+import msgspec
+
+from meterflow.models.meter_event import UNIQUE_ID_MAX
+from meterflow.services.customers import CUSTOMER_ID_RE
+from meterflow.services.event_records import (
+    DIMENSION_VALUE_MAX,
+    EARLIEST_MILLIS,
+    EPOCH,
+    MAX_DIMENSIONS_PER_EVENT,
+    MAX_FUTURE,
+    MAX_RECORD_BYTES,
+    MAX_VALUE,
+    YEAR_10000_MILLIS,
+    EventRecord,
+    Rejection,
+    parse_value,
+)
+
+DimensionKey = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+DimensionValue = Annotated[str, msgspec.Meta(min_length=1, max_length=DIMENSION_VALUE_MAX)]
+
+
+class WireEvent(msgspec.Struct, rename="camel"):
+    """One Amberflo meter record as the fast path takes it; anything else is the exact path's.
+    Unknown fields are ignored, as parse_record ignores them (they stay in the stored text)."""
+
+    meter_api_name: Annotated[str, msgspec.Meta(min_length=1)]
+    customer_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    meter_value: int | float | str
+    meter_time_in_millis: Annotated[int, msgspec.Meta(ge=EARLIEST_MILLIS, lt=YEAR_10000_MILLIS)]
+    unique_id: Annotated[str, msgspec.Meta(max_length=UNIQUE_ID_MAX)] | None = None
+    dimensions: (
+        Annotated[
+            dict[DimensionKey, DimensionValue], msgspec.Meta(max_length=MAX_DIMENSIONS_PER_EVENT)
+        ]
+        | None
+    ) = None
+
+
+_EVENTS = msgspec.json.Decoder(list[WireEvent])
+_TEXTS = msgspec.json.Decoder(list[msgspec.Raw])
+# A fraction a double may not hold exactly (as wire.LONG_NUMBER), or an exponent that may have
+# turned a tiny number into 0.0: such a value is read from its digits by the exact path.
+_LONG_NUMBER = re.compile(rb"\d[\d.]{15,}|[:,\[]\s*-?[\d.]+[eE][-+]?\d")
+
+
+def _plain_text(text: bytes) -> bool:
+    """Text that needs no closer look: ASCII without escapes (so no NUL and no surrogate),
+    no NaN or Infinity, no nesting beyond the record and its dimensions, within the size."""
+    return (
+        len(text) <= MAX_RECORD_BYTES
+        and text.isascii()
+        and b"\\" not in text
+        and b"NaN" not in text
+        and b"Infinity" not in text
+        and text.count(b"{") + text.count(b"[") <= 2
+    )
+
+
+def valid_batch(body: bytes, now: datetime) -> list[EventRecord] | None:
+    """Every record of a JSON array body, when each is plainly valid; else None (see above)."""
+    if body[:64].lstrip()[:1] != b"[":  # (much leading whitespace: the exact path reads it)
+        return None
+    try:
+        events = _EVENTS.decode(body)
+        texts = _TEXTS.decode(body)
+    except (msgspec.MsgspecError, RecursionError):  # nested too deep: the exact path says so
+        return None
+    if not events:
+        return None  # an empty batch: the exact path answers it
+    if any(type(e.meter_value) is float for e in events) and _LONG_NUMBER.search(body):
+        return None
+    latest = now + MAX_FUTURE
+    records: list[EventRecord] = []
+    for event, raw in zip(events, texts, strict=True):
+        text = bytes(raw)
+        if not _plain_text(text):
+            return None
+        value = event.meter_value
+        checked: Decimal | Rejection
+        if type(value) is int and -MAX_VALUE < value < MAX_VALUE:
+            checked = Decimal(value)
+        elif type(value) is float and value == 0.0:
+            return None  # 0.0 may have been 1e-400: the digits decide
+        else:
+            checked = parse_value(value)
+        if isinstance(checked, Rejection):
+            return None
+        millis = event.meter_time_in_millis
+        when = EPOCH + timedelta(milliseconds=millis)
+        if when > latest:
+            return None
+        customer_id = event.customer_id
+        if not CUSTOMER_ID_RE.fullmatch(customer_id):
+            return None
+        records.append(
+            EventRecord(
+                meter_api_name=event.meter_api_name,
+                customer_id=customer_id,
+                value=checked,
+                time=when,
+                time_millis=millis,
+                unique_id=event.unique_id or None,  # "" is no uniqueId
+                dimensions=event.dimensions or {},
+                raw=text.decode(),
+            )
+        )
+    return records
