@@ -704,3 +704,32 @@ async def test_a_webhook_endpoint_is_created_with_its_secret_shown_once(
     await page.get_by_role("button", name="Disable http://127.0.0.1:9/hooks").click()
     await expect(endpoints.locator("tbody tr")).to_contain_text("disabled")
     await expect(page.get_by_role("status")).not_to_contain_text("whsec_")
+
+
+async def test_the_ingest_panel_shows_each_event_outcome_with_its_reason(
+    visit: Visit, gql: GraphQLClient, account: TestAccount
+) -> None:
+    await create_meter(gql, "calls")
+    millis = now_ms()
+    batch = [
+        {"meterApiName": "calls", "customerId": "j", "meterValue": 1, "meterTimeInMillis": millis,
+         "uniqueId": "same"},
+        {"meterApiName": "calls", "customerId": "j", "meterValue": 1, "meterTimeInMillis": millis,
+         "uniqueId": "same"},
+        {"meterApiName": "calls", "customerId": "j", "meterValue": "NaN",
+         "meterTimeInMillis": millis, "uniqueId": "bad"},
+    ]  # fmt: skip
+    page = visit.page
+    await visit.sign_in(account.admin_key, "/console/events")
+    await page.get_by_role("button", name="Ingest", exact=True).click()
+    await page.get_by_role("button", name="JSON").click()
+    panel = page.get_by_role("form", name="Ingest events")
+    await panel.get_by_label("Events (a JSON list of MeterEventInput)").fill(json.dumps(batch))
+    await panel.get_by_role("button", name="Send events").click()
+    await expect(page.locator(".ingest-result")).to_have_text(
+        re.compile(r"1 accepted, 1\s+duplicates, 1 rejected")
+    )
+    outcomes = page.get_by_role("table", name="Outcomes").locator("tbody tr")
+    await expect(outcomes.nth(1)).to_contain_text("DUPLICATE")
+    await expect(outcomes.nth(2)).to_contain_text("REJECTED")
+    assert ":" in await outcomes.nth(2).locator("td").nth(3).inner_text()  # code: message
