@@ -72,6 +72,12 @@ class Visit:
         self.errors: list[str] = []
         page.on("request", self._request)
         page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on(
+            "console",
+            lambda message: (
+                self.errors.append(f"console: {message.text}") if message.type == "error" else None
+            ),
+        )
 
     def _request(self, request: Any) -> None:
         url: str = request.url

@@ -43,6 +43,7 @@ function whoIs(token: string): Promise<string> {
       connectionParams: { token },
       lazy: false,
       retryAttempts: 0,
+      onNonLazyError: () => undefined, // a refused token is answered below, not logged
       on: {
         connected: (_socket, payload) => {
           const id = (payload as { customerId?: unknown } | undefined)?.customerId;
