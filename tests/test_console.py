@@ -739,3 +739,43 @@ async def test_the_ingest_panel_shows_each_event_outcome_with_its_reason(
     await expect(outcomes.nth(1)).to_contain_text("DUPLICATE")
     await expect(outcomes.nth(2)).to_contain_text("REJECTED")
     assert ":" in await outcomes.nth(2).locator("td").nth(3).inner_text()  # code: message
+
+
+async def test_the_plan_builder_previews_every_price_model_through_the_server(
+    visit: Visit, gql: GraphQLClient, account: TestAccount
+) -> None:
+    await create_meter(gql, "calls", dimensions=["region"])
+    page = visit.page
+    await visit.sign_in(account.admin_key, "/console/plans")
+    await page.get_by_role("button", name="New plan").click()
+    builder = page.get_by_role("form", name="Plan builder")
+    output = builder.locator("output")
+    model = builder.get_by_role("combobox", name=re.compile("^Price model"))
+    await builder.get_by_label("Meter").fill("calls")
+    await builder.get_by_label("Preview quantity").fill("150")
+    await builder.get_by_label("Unit price").fill("0.02")
+    await expect(output).to_contain_text("$3.00 for 150 units")
+    await model.select_option("graduated")
+    await builder.get_by_label(re.compile("^Tiers")).fill("100,0.10,1\n,0.015")
+    await expect(output).to_contain_text("$11.75 for 150 units")  # 1 + 10 + 0.75
+    await model.select_option("volume")
+    await expect(output).to_contain_text("$2.25 for 150 units")  # all 150 at 0.015
+    await model.select_option("percentage")
+    await builder.get_by_label("Percent", exact=True).fill("2.5")
+    await expect(output).to_contain_text("$3.75 for 150 units")
+    await model.select_option("dimension")
+    await builder.get_by_label("Price model JSON").fill(
+        json.dumps(
+            {
+                "type": "dimension",
+                "dimensions": ["region"],
+                "prices": [{"values": ["eu"], "model": {"type": "per_unit", "unitPrice": "1"}}],
+            }
+        )
+    )
+    await builder.get_by_label("Preview dimension values (comma-separated)").fill("eu")
+    await expect(output).to_contain_text("$150.00 for 150 units")
+    await model.select_option("package")
+    await builder.get_by_label("Package size").fill("0")
+    await builder.get_by_label("Package price").fill("5")
+    await expect(output).to_contain_text("Cannot price: priceModel.packageSize must be positive")
