@@ -779,3 +779,16 @@ async def test_the_plan_builder_previews_every_price_model_through_the_server(
     await builder.get_by_label("Package size").fill("0")
     await builder.get_by_label("Package price").fill("5")
     await expect(output).to_contain_text("Cannot price: priceModel.packageSize must be positive")
+    # Fixed, the plan is created with a fee and a fixed discount.
+    await builder.get_by_label("Package size").fill("1000")
+    await builder.get_by_label("Plan name").fill("Fees and discount")
+    await builder.get_by_label("Fee name").fill("platform")
+    await builder.get_by_label("Fee amount").fill("10")
+    await builder.get_by_label("Discount name").fill("launch")
+    await builder.get_by_label("Discount kind").select_option("FIXED")
+    await builder.get_by_label("Discount value").fill("3")
+    await builder.get_by_role("button", name="Create plan").click()
+    await expect(page.get_by_role("heading", name="Fees and discount", exact=True)).to_be_visible()
+    terms = json.loads(await page.locator("pre").inner_text())
+    assert [f["name"] for f in terms["fees"]] == ["platform"]
+    assert [(d["name"], d["kind"]) for d in terms["discounts"]] == [("launch", "FIXED")]

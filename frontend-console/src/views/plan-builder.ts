@@ -190,7 +190,13 @@ export class MfPlanBuilder extends LitElement {
         fees: text("feeName") ? [{ name: text("feeName"), amount: text("feeAmount") }] : null,
         minimumSpend: text("minimumSpend") || null,
         discounts: text("discountName")
-          ? [{ name: text("discountName"), kind: "PERCENT", value: text("discountPercent") }]
+          ? [
+              {
+                name: text("discountName"),
+                kind: text("discountKind") === "FIXED" ? "FIXED" : "PERCENT",
+                value: text("discountValue"),
+              },
+            ]
           : null,
       };
     } catch (error) {
@@ -363,7 +369,14 @@ export class MfPlanBuilder extends LitElement {
           <label>Fee amount <input name="feeAmount" inputmode="decimal" /></label>
           <label>Minimum spend <input name="minimumSpend" inputmode="decimal" /></label>
           <label>Discount name <input name="discountName" /></label>
-          <label>Discount percent <input name="discountPercent" inputmode="decimal" /></label>
+          <label
+            >Discount kind
+            <select name="discountKind">
+              <option value="PERCENT">Percent</option>
+              <option value="FIXED">Fixed amount</option>
+            </select></label
+          >
+          <label>Discount value <input name="discountValue" inputmode="decimal" /></label>
         </div>
       </fieldset>
       <button type="submit">Create plan</button>
