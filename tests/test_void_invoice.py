@@ -1,10 +1,14 @@
-"""voidInvoice through HTTP: an operator cancels a closed bill; its credits go back."""
+"""voidInvoice through HTTP: an operator cancels a closed bill; its credits go back. And
+invoice(id), which an invoice's page reads."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
 
+from meterflow.db import unit_of_work
+from meterflow.models import ApiKeyScope
+from meterflow.services import accounts
 from tests.client import GraphQLClient
 from tests.helpers import create_meter
 from tests.test_billing_api import CURRENT, assign, make_plan
@@ -63,3 +67,36 @@ async def test_an_unknown_invoice_is_not_found(gql: GraphQLClient) -> None:
     missing = await void(gql, "00000000-0000-0000-0000-000000000000")
     assert missing["__typename"] == "NotFoundError"
     assert (await void(gql, "not-a-uuid"))["__typename"] == "NotFoundError"
+
+
+async def test_an_invoice_is_read_by_its_id_within_its_account(
+    gql: GraphQLClient, session_factory: Any
+) -> None:
+    await create_meter(gql, "calls")
+    plan = await make_plan(
+        gql,
+        [{"meterApiName": "calls", "priceModel": {"type": "per_unit", "unitPrice": "1"}}],
+        fees=[{"name": "platform", "amount": "2.00"}],
+    )
+    await assign(gql, "reader", plan)
+    current = (await gql(CURRENT, {"c": "reader"}))["currentInvoice"]
+    query = "query($id: ID!) { invoice(id: $id) { id customerId total lines { name } } }"
+    found = (await gql(query, {"id": current["id"]}))["invoice"]
+    assert found == {
+        "id": current["id"],
+        "customerId": "reader",
+        "total": "2.00",
+        "lines": [{"name": "calls"}, {"name": "platform"}],
+    }
+    assert (await gql(query, {"id": "not-a-uuid"}))["invoice"] is None
+    async with unit_of_work(session_factory) as session:
+        other = await accounts.create_account(session, name="other")
+        admin = await accounts.issue_api_key(
+            session, account_id=other.id, name="k", scope=ApiKeyScope.ADMIN
+        )
+        ingest_only = await accounts.issue_api_key(
+            session, account_id=other.id, name="i", scope=ApiKeyScope.INGEST
+        )
+    assert (await gql(query, {"id": current["id"]}, key=admin.secret))["invoice"] is None
+    refused = (await gql.post(query, {"id": current["id"]}, key=ingest_only.secret)).json()
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"

@@ -22,6 +22,7 @@ from meterflow.resolvers.alerts import AlertMutations, AlertQueries, AlertSubscr
 from meterflow.resolvers.billing import BillingMutations, BillingQueries
 from meterflow.resolvers.customers import CustomerMutations, CustomerQueries
 from meterflow.resolvers.events import EventMutations, EventQueries
+from meterflow.resolvers.invoice_lookup import InvoiceLookupQueries
 from meterflow.resolvers.meters import MeterMutations, MeterQueries
 from meterflow.resolvers.payments import PaymentMutations, PaymentQueries
 from meterflow.resolvers.price_preview import PricePreviewQueries
@@ -45,6 +46,7 @@ Query = merge_types(
         EventQueries,
         UsageQueries,
         BillingQueries,
+        InvoiceLookupQueries,
         PricePreviewQueries,
         PaymentQueries,
         WebhookQueries,
