@@ -273,7 +273,7 @@ export class MfEvents extends View {
         <dt>Invoice</dt>
         <dd>
           ${row.invoiceId
-            ? html`<a href=${href("invoices", row.invoiceId, { customer: row.customerId })}
+            ? html`<a href=${href("invoices", row.invoiceId)}
                 >${row.invoiceId}</a
               >`
             : "none (no plan covers it)"}

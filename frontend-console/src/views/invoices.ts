@@ -44,38 +44,34 @@ const Invoices = graphql(`
 `);
 
 const InvoiceDetail = graphql(`
-  query ConsoleInvoiceDetail($customerId: String!) {
-    invoices(filter: { customerId: $customerId }, first: 50) {
-      edges {
-        node {
-          ...ConsoleInvoiceRow
-          lines {
-            kind
-            name
-            meterApiName
-            dimensions
-            units
-            billableUnits
-            amount
-            priced
-            tiers {
-              tier
-              quantity
-              unitPrice
-              flatFee
-              amount
-            }
-          }
-          discounts {
-            name
-            amount
-          }
-          payment {
-            status
-            hostedInvoiceUrl
-            lastError
-          }
+  query ConsoleInvoiceDetail($id: ID!) {
+    invoice(id: $id) {
+      ...ConsoleInvoiceRow
+      lines {
+        kind
+        name
+        meterApiName
+        dimensions
+        units
+        billableUnits
+        amount
+        priced
+        tiers {
+          tier
+          quantity
+          unitPrice
+          flatFee
+          amount
         }
+      }
+      discounts {
+        name
+        amount
+      }
+      payment {
+        status
+        hostedInvoiceUrl
+        lastError
       }
     }
   }
@@ -114,13 +110,13 @@ const Finalize = graphql(`
 `);
 
 type Invoice = ConsoleInvoicesQuery["invoices"]["edges"][number]["node"];
-type Detail = ConsoleInvoiceDetailQuery["invoices"]["edges"][number]["node"];
+type Detail = NonNullable<ConsoleInvoiceDetailQuery["invoice"]>;
 const STATUSES = ["", "OPEN", "GRACE", "FINALIZED", "PAID", "VOID", "UNCOLLECTIBLE"];
 
 @customElement("mf-invoices")
 export class MfInvoices extends View {
   @state() private rows: Invoice[] = [];
-  @state() private detail: Detail[] = [];
+  @state() private detail: Detail | null = null;
   private loaded: string | undefined;
   private stop: (() => void) | undefined;
 
@@ -157,14 +153,14 @@ export class MfInvoices extends View {
     const status = (this.route.params.get("status") || null) as InvoiceStatus | null;
     const customerId = this.route.params.get("customer") || null;
     await this.guard(async () => {
-      if (this.route.id && customerId) {
-        if (!this.detail.length) this.follow(customerId);
-        const data = await request(InvoiceDetail, { customerId });
-        this.detail = data.invoices.edges.map((e) => e.node);
+      if (this.route.id) {
+        const first = this.detail?.id !== this.route.id;
+        this.detail = (await request(InvoiceDetail, { id: this.route.id })).invoice ?? null;
+        if (first && this.detail) this.follow(this.detail.customerId);
         return;
       }
       this.stop?.();
-      this.detail = [];
+      this.detail = null;
       const data = await request(Invoices, { filter: { status, customerId }, first: 500 });
       this.rows = data.invoices.edges.map((e) => e.node);
     });
@@ -202,7 +198,7 @@ export class MfInvoices extends View {
       header: "Customer",
       accessorFn: (i) => i.customerId,
       cell: (info) =>
-        html`<a href=${href("invoices", info.row.original.id, { customer: info.row.original.customerId })}
+        html`<a href=${href("invoices", info.row.original.id)}
           >${info.getValue()}</a
         >`,
     },
@@ -280,11 +276,11 @@ export class MfInvoices extends View {
   override render() {
     if (this.route.id) {
       if (this.status !== "ready") return this.renderState();
-      const invoice = this.detail.find((i) => i.id === this.route.id);
+      const invoice = this.detail;
       return invoice
         ? this.renderInvoice(invoice)
         : html`<h1>Invoice not found</h1>
-            <p>No invoice ${this.route.id} among this customer's latest 50.</p>`;
+            <p>This account has no invoice ${this.route.id}.</p>`;
     }
     const status = this.route.params.get("status") ?? "";
     return html`<h1>Invoices</h1>
