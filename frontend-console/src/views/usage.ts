@@ -3,7 +3,7 @@
 import { html, nothing, svg } from "lit";
 import { customElement, state } from "lit/decorators.js";
 import { request } from "../api";
-import { dateTime, number, percent } from "../format";
+import { date, dateTime, number, percent } from "../format";
 import { graphql } from "../gql";
 import type { ConsoleUsageQuery, TimeGrouping } from "../gql/graphql";
 import { setParams } from "../router";
@@ -153,6 +153,13 @@ export class MfUsage extends View {
       <svg viewBox="0 0 ${width} ${height}" role="img"
         aria-label="Usage of ${result.meterApiName} per interval, ${result.groups.length} series">
         <line x1="20" y1=${height - 20} x2=${width - 20} y2=${height - 20} stroke="#8c959f" />
+        <line x1="20" y1="20" x2=${width - 20} y2="20" stroke="#eaeef2" />
+        <text x="22" y="14" font-size="11" fill="#57606a">${number(max)}</text>
+        ${n
+          ? svg`<text x="20" y=${height - 4} font-size="11" fill="#57606a">${date(result.intervals[0])}</text>
+              <text x=${width - 20} y=${height - 4} font-size="11" fill="#57606a" text-anchor="end"
+                >${date(result.intervals[n - 1])}</text>`
+          : nothing}
         ${result.groups.map((group, g) => {
           const points = group.values
             .map((v) => `${x(index.get(v.start) ?? 0)},${y(Number(v.value))}`)
