@@ -17,6 +17,7 @@ from meterflow.config import Settings
 from meterflow.db import create_engine, create_session_factory
 from meterflow.graphql_api import build_schema
 from meterflow.http.auth import RequireApiKey
+from meterflow.http.console import routes as console_routes
 from meterflow.http.credential_watch import CredentialWatch
 from meterflow.http.embed import DemoPage
 from meterflow.http.embed import routes as embed_routes
@@ -122,6 +123,7 @@ def create_app(settings: Settings) -> Starlette:
             ),
             WebSocketRoute("/graphql", graphql),
             *embed_routes(demo_page),
+            *console_routes(),
         ],
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics),

@@ -22,8 +22,10 @@ from meterflow.resolvers.alerts import AlertMutations, AlertQueries, AlertSubscr
 from meterflow.resolvers.billing import BillingMutations, BillingQueries
 from meterflow.resolvers.customers import CustomerMutations, CustomerQueries
 from meterflow.resolvers.events import EventMutations, EventQueries
+from meterflow.resolvers.invoice_lookup import InvoiceLookupQueries
 from meterflow.resolvers.meters import MeterMutations, MeterQueries
 from meterflow.resolvers.payments import PaymentMutations, PaymentQueries
+from meterflow.resolvers.price_preview import PricePreviewQueries
 from meterflow.resolvers.realtime import RealtimeSubscriptions
 from meterflow.resolvers.sessions import SessionMutations
 from meterflow.resolvers.usage import UsageQueries
@@ -44,6 +46,8 @@ Query = merge_types(
         EventQueries,
         UsageQueries,
         BillingQueries,
+        InvoiceLookupQueries,
+        PricePreviewQueries,
         PaymentQueries,
         WebhookQueries,
         AlertQueries,

@@ -23,6 +23,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from meterflow.db import SessionFactory
 from meterflow.errors import AuthenticationError
 from meterflow.http.auth import presented_key, resolve_principal
+from meterflow.http.console import page as console_page
 from meterflow.http.credential_watch import CredentialWatch
 from meterflow.http.graphql_ws import StrictWebSocket, TransportWSHandler
 from meterflow.http.jsonbody import BadJson, loads
@@ -103,6 +104,10 @@ class GraphQLView(GraphQL[Context, None]):
         self.secret_keys = secret_keys
         self.secret_box = secret_box
         self.allow_private_webhook_targets = allow_private_webhook_targets
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        # GraphiQL bundled from npm by the console's build (Strawberry's page loads a CDN).
+        return await console_page("ide.html")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

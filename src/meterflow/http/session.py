@@ -114,5 +114,7 @@ async def _create(deps: PortalSession, request: Request) -> Response:
             "customerId": issued.customer_id,
             "expiresAt": issued.expires_at.isoformat(),
             "url": f"{base}/graphql",
+            # The hosted portal; the token rides in the fragment, never sent to a server.
+            "portalUrl": f"{base}/portal#token={issued.token}",
         }
     )

@@ -320,6 +320,32 @@ class BillingMutations:
             await info.context.publish(*customer_channels(principal.account_id, result.customer_id))
         return result
 
+    @strawberry.mutation(
+        description="Void a FINALIZED or UNCOLLECTIBLE invoice (not one collected through "
+        "Stripe: void that in Stripe): nothing is owed for it, its credits go back to the wallet."
+    )
+    async def void_invoice(self, info: Info, id: strawberry.ID) -> InvoiceResult:
+        principal = require_admin(info)
+        try:
+            invoice_id = uuid.UUID(str(id))
+        except ValueError:
+            return NotFoundProblem(
+                code=NotFoundError.code, message=f"no invoice {id} in this account"
+            )
+        result = await mutate(
+            info,
+            lambda session, principal: invoice_lifecycle.void_invoice(
+                session,
+                account_id=principal.account_id,
+                invoice_id=invoice_id,
+                now=datetime.now(UTC),
+            ),
+            Invoice.from_model,
+        )
+        if isinstance(result, Invoice):
+            await info.context.publish(*customer_channels(principal.account_id, result.customer_id))
+        return result
+
     @strawberry.mutation(description="Add prepaid credits; they apply to the open invoice now.")
     async def grant_credits(self, info: Info, input: GrantCreditsInput) -> GrantCreditsResult:
         async def grant(session: AsyncSession, principal: Any) -> Wallet:

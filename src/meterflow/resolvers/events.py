@@ -80,13 +80,17 @@ def _record(event: MeterEventValues, placeholder: str) -> ingestion.RawRecord:
 
 @strawberry.type
 class EventQueries:
-    @strawberry.field(description="The By Event view: stored events in ingestion order.")
+    @strawberry.field(
+        description="The By Event view: stored events in ingestion order, or with newestFirst "
+        "the latest first (then `after` pages to older ones)."
+    )
     async def meter_events(
         self,
         info: Info,
         filter: MeterEventFilter | None = None,
         first: int | None = None,
         after: str | None = None,
+        newest_first: bool = False,
     ) -> MeterEventConnection:
         principal = require_admin(info)
         limit = page_size(first, maximum=info.context.max_page_size)
@@ -104,6 +108,7 @@ class EventQueries:
                 ),
                 limit=limit,
                 after=after,
+                newest_first=newest_first,
             )
         return MeterEventConnection.from_page(page)
 

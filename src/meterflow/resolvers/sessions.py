@@ -13,11 +13,19 @@ from meterflow.services import sessions
 from meterflow.services.accounts import AccountPrincipal
 
 
+def portal_url(base_url: str, token: str) -> str:
+    return f"{base_url.rstrip('/')}/portal#token={token}"
+
+
 @strawberry.type(description="A read-only token for one customer's own data (widgets).")
 class CustomerSession:
     customer_id: str
     token: str
     expires_at: datetime
+    portal_url: str = strawberry.field(
+        description="The hosted customer portal for this token: /portal#token=… (the token "
+        "rides in the fragment, which browsers never send to a server)."
+    )
 
 
 @strawberry.type
@@ -50,7 +58,10 @@ class SessionMutations:
                 secret_key=info.context.secret_key,
             ),
             lambda issued: CustomerSession(
-                customer_id=issued.customer_id, token=issued.token, expires_at=issued.expires_at
+                customer_id=issued.customer_id,
+                token=issued.token,
+                expires_at=issued.expires_at,
+                portal_url=portal_url(str(info.context.request.base_url), issued.token),
             ),
         )
 

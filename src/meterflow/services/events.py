@@ -86,12 +86,14 @@ async def list_events(
     filter: EventFilter,
     limit: int,
     after: str | None = None,
+    newest_first: bool = False,
 ) -> Page[StoredEvent]:
-    """Events in ingestion order. Cancelled ones are left out unless asked for."""
+    """Events in ingestion order, or newest first (a live tail's first page, then older ones).
+    Cancelled ones are left out unless asked for."""
     clauses = ["e.account_id = :account_id"]
     params: dict[str, Any] = {"account_id": account_id, "limit": limit + 1}
     if after:
-        clauses.append("e.seq > :after")
+        clauses.append("e.seq < :after" if newest_first else "e.seq > :after")
         params["after"] = decode_seq_cursor(after)
     if filter.meter_api_name is not None:
         clauses.append("m.meter_api_name = :meter_api_name")
@@ -109,8 +111,10 @@ async def list_events(
         clauses.append("e.cancelled_at IS NULL")
     # Only the fixed clauses above are joined in; every value is a bound parameter.
     where = " AND ".join(clauses)
-    query = text(LIST_EVENTS.format(where=where))
-    rows = (await session.execute(query, params)).all()
+    sql = LIST_EVENTS.format(where=where)
+    if newest_first:
+        sql = sql.replace("ORDER BY e.seq", "ORDER BY e.seq DESC")
+    rows = (await session.execute(text(sql), params)).all()
     events = [StoredEvent(*row) for row in rows]
     return Page(items=events[:limit], has_next_page=len(events) > limit)
 

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from meterflow.errors import InvalidTransitionError, NotFoundError
-from meterflow.models import Invoice, InvoiceStatus, PlanAssignment, PricingPlan
-from meterflow.services import invoice_payments, webhook_events, webhook_payloads
+from meterflow.models import Invoice, InvoicePayment, InvoiceStatus, PlanAssignment, PricingPlan
+from meterflow.services import invoice_payments, invoice_rows, webhook_events, webhook_payloads
 from meterflow.services.invoice_rating import PlanCache, rate_batch, rerate_customer
 from meterflow.services.invoice_rows import RUNNING, open_invoices
 
@@ -154,6 +154,47 @@ async def finalize_invoice(
     invoice.finalized_at = invoice.updated_at = now
     await _finalized(session, account_id, [invoice], now)
     await invoice_payments.on_finalized(session, account_id=account_id, invoices=[invoice], now=now)
+    await session.flush()
+    return invoice
+
+
+VOIDABLE = (InvoiceStatus.FINALIZED, InvoiceStatus.UNCOLLECTIBLE)
+
+
+async def void_invoice(
+    session: AsyncSession, *, account_id: uuid.UUID, invoice_id: uuid.UUID, now: datetime
+) -> Invoice:
+    """Cancel a closed bill (an operator's decision): the customer owes nothing for it, the
+    credits it drew go back to the wallet, `invoice.voided` goes out. A running invoice is
+    finalized first; one collected through Stripe is voided there (meterflow follows Stripe's
+    invoice.voided), so the two never disagree."""
+    invoice = await session.scalar(
+        select(Invoice)
+        .where(col(Invoice.account_id) == account_id, col(Invoice.id) == invoice_id)
+        .with_for_update()
+    )
+    if invoice is None:
+        raise NotFoundError(f"no invoice {invoice_id} in this account")
+    if invoice.status not in VOIDABLE:
+        raise InvalidTransitionError(
+            f"invoice {invoice_id} is {invoice.status.value}: only a FINALIZED or UNCOLLECTIBLE "
+            "invoice can be voided (finalize a running one first; a paid one is refunded, "
+            "not voided)",
+            current_status=invoice.status.value,
+        )
+    collected = await session.scalar(
+        select(col(InvoicePayment.invoice_id)).where(
+            col(InvoicePayment.account_id) == account_id,
+            col(InvoicePayment.invoice_id) == invoice_id,
+        )
+    )
+    if collected is not None:
+        raise InvalidTransitionError(
+            f"invoice {invoice_id} is collected through Stripe: void it there (meterflow "
+            "follows Stripe's invoice.voided)",
+            current_status=invoice.status.value,
+        )
+    await invoice_rows.void(session, invoice, now)
     await session.flush()
     return invoice
 

@@ -62,6 +62,15 @@ async def current_invoice(
     )
 
 
+async def get_invoice(
+    session: AsyncSession, *, account_id: uuid.UUID, invoice_id: uuid.UUID
+) -> Invoice | None:
+    """One invoice of the account by its id, or None."""
+    return await session.scalar(
+        select(Invoice).where(col(Invoice.account_id) == account_id, col(Invoice.id) == invoice_id)
+    )
+
+
 class InvoiceOrderField(enum.StrEnum):
     PERIOD_START = "PERIOD_START"
     TOTAL = "TOTAL"
