@@ -168,6 +168,18 @@ def test_dev_runs_on_embedded_services_and_keeps_its_data(tmp_path: Path) -> Non
         out = stop(process)
     assert process.returncode == 0, out
     assert "stopping embedded PostgreSQL and Redis" in out
+    # Quiet: the banner is not buried. While usage moved, the worker ran several jobs a second;
+    # none of them, and none of Alembic's plugins and migrations, printed a line.
+    assert "arq.worker" not in banner + out and "alembic" not in banner + out, banner + out
+    assert len((banner + out).splitlines()) < 40, banner + out
+    printed = subprocess.run(
+        [sys.executable, "-m", "meterflow.cli", "dev", "--data-dir", str(data_dir), "--print-key"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    assert printed.stdout.strip() == key.group(1)
     assert embedded_processes(data_dir) == [], "embedded servers outlived meterflow dev"
     # `dev` generated its secret key (no METERFLOW_SECRET_KEY in its environment), privately.
     secret_file = data_dir / "secret-key"

@@ -21,6 +21,7 @@ from meterflow.http.console import routes as console_routes
 from meterflow.http.credential_watch import CredentialWatch
 from meterflow.http.embed import DemoPage
 from meterflow.http.embed import routes as embed_routes
+from meterflow.http.favicon import favicon
 from meterflow.http.graphql import GraphQLView
 from meterflow.http.health import healthz
 from meterflow.http.ingest import Ingest
@@ -110,6 +111,7 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/favicon.ico", favicon, methods=["GET", "HEAD"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             # Amberflo's SDKs post to /ingest/ (Python), /ingest (TypeScript, Go), / (LiteLLM).
             *(Route(path, ingest.endpoint, methods=["POST"]) for path in INGEST_PATHS),

@@ -12,6 +12,7 @@ import secrets
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,8 +36,13 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # The embedded servers narrate every start-up step at INFO.
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    # The embedded servers narrate every start-up step at INFO; Alembic lists its plugins and
+    # every migration; arq logs each job as it starts and ends (several a second). Warnings
+    # and errors still show; METERFLOW_LOG_LEVEL=debug shows everything.
+    quiet = logging.DEBUG if level.lower() == "debug" else logging.WARNING
+    for noisy in ("pgserver", "alembic", "arq.worker"):
+        logging.getLogger(noisy).setLevel(quiet)
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR is not set.*")
     redaction.install()
 
 
@@ -114,9 +120,23 @@ def _warn_if_private_targets(settings: Settings) -> None:
         )
 
 
+def _ready(command: str, settings: Settings) -> bool:
+    from meterflow import preflight
+
+    try:
+        preflight.check(settings)
+    except preflight.NotReady as exc:
+        print(f"meterflow {command}: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     settings.required_secret_keys()  # before anything else: SecretKeyError says how to set one
     from meterflow.app import create_app
+
+    if not _ready("serve", settings):
+        return 2
 
     _warn_if_private_targets(settings)
     options: dict[str, Any] = {
@@ -145,6 +165,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     settings.required_secret_keys()  # before anything else: SecretKeyError says how to set one
     from meterflow.workers.settings import build_worker
+
+    if not _ready("worker", settings):
+        return 2
 
     _warn_if_private_targets(settings)
     worker = build_worker(settings, burst=args.burst)
@@ -310,6 +333,7 @@ async def _dev_async(args: argparse.Namespace, settings: Settings, data_dir: Pat
         print(
             "\nmeterflow is running (embedded PostgreSQL and Redis in "
             f"{data_dir})\n"
+            f"  Console:       {base}/console\n"
             f"  GraphiQL:      {base}/graphql\n"
             f"  Health:        {base}/healthz\n"
             f"  Widgets demo:  {base}/embed/demo\n"
@@ -347,6 +371,16 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     from meterflow.migrations import upgrade
 
     data_dir = Path(args.data_dir).resolve()
+    if args.print_key:
+        key = _private_file(data_dir / "demo-api-key")
+        if not key:
+            print(
+                f"meterflow dev: no demo key in {data_dir}: run `meterflow dev` once first",
+                file=sys.stderr,
+            )
+            return 1
+        print(key)
+        return 0
     print(f"starting embedded PostgreSQL and Redis in {data_dir} ...", flush=True)
     services = embedded.start(data_dir)
     try:
@@ -373,6 +407,15 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
 # ---------------------------------------------------------------- parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("meterflow")
+    except PackageNotFoundError:  # run from a source tree without installing
+        return "unknown"
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -395,40 +438,63 @@ def _positive_batch(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="meterflow", description="Usage metering and usage-based billing."
+        prog="meterflow",
+        description="Usage metering and usage-based billing. Settings come from METERFLOW_* "
+        "environment variables (README, Configuration); `meterflow dev` needs none.",
     )
+    parser.add_argument("--version", action="version", version=f"meterflow {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    dev = sub.add_parser("dev", help="run everything on embedded PostgreSQL and Redis")
-    dev.add_argument("--data-dir", default=os.environ.get("METERFLOW_DATA_DIR", ".meterflow"))
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=8000)
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+
+    dev = command("dev", "run everything on embedded PostgreSQL and Redis, with a demo account")
+    dev.add_argument(
+        "--data-dir",
+        default=os.environ.get("METERFLOW_DATA_DIR", ".meterflow"),
+        help="where the embedded databases, the secret key and the demo key live "
+        "($METERFLOW_DATA_DIR)",
+    )
+    dev.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    dev.add_argument("--port", type=int, default=8000, help="port to listen on")
     dev.add_argument("--no-seed", action="store_true", help="do not create the demo account")
     dev.add_argument(
         "--no-demo-traffic", action="store_true", help="do not send demo events every second"
     )
+    dev.add_argument(
+        "--print-key",
+        action="store_true",
+        help="print the demo account's admin API key (from the data dir) and exit",
+    )
     dev.set_defaults(handler=cmd_dev)
 
-    serve = sub.add_parser("serve", help="run the API against METERFLOW_DATABASE_URL/REDIS_URL")
-    serve.add_argument("--host", default="0.0.0.0")  # noqa: S104  (a server, meant to be reached)
-    serve.add_argument("--port", type=int, default=8000)
+    serve = command("serve", "run the API against METERFLOW_DATABASE_URL and METERFLOW_REDIS_URL")
+    serve.add_argument(
+        "--host",
+        default="0.0.0.0",  # noqa: S104  (a server, meant to be reached)
+        help="address to listen on",
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument(
         "--workers",
         type=_positive_int,
         default=1,
-        help="API processes sharing the port (default: 1); each keeps its own pool of up to "
-        "20 database connections",
+        help="API processes sharing the port; each keeps its own pool of up to 20 database "
+        "connections",
     )
     serve.set_defaults(handler=cmd_serve)
 
-    worker = sub.add_parser("worker", help="run a background worker")
+    worker = command("worker", "run a background worker (rollups, re-rating, alerts, deliveries)")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     worker.set_defaults(handler=cmd_worker)
 
-    ingest = sub.add_parser(
-        "ingest",
-        help="backfill meter events from files through the REST API (re-runs are safe)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    ingest = command(
+        "ingest", "backfill meter events from files through the REST API (re-runs are safe)"
     )
     ingest.add_argument(
         "files",
@@ -452,27 +518,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.set_defaults(handler=cmd_ingest)
 
-    migrate = sub.add_parser("migrate", help="upgrade the database schema")
-    migrate.add_argument("--revision", default="head")
+    migrate = command("migrate", "upgrade the database schema (METERFLOW_DATABASE_URL)")
+    migrate.add_argument(
+        "--revision", default="head", help="the Alembic revision to upgrade to (head: the latest)"
+    )
     migrate.set_defaults(handler=cmd_migrate)
 
-    account = sub.add_parser("account", help="manage accounts").add_subparsers(
+    account = command("account", "manage accounts").add_subparsers(
         dest="account_command", required=True
     )
-    create = account.add_parser("create", help="create an account and an API key for it")
-    create.add_argument("name")
+    create = account.add_parser(
+        "create",
+        help="create an account and an API key for it",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    create.add_argument("name", help="the account's name")
     create.add_argument("--json", action="store_true", help="print {accountId, apiKey}")
-    create.add_argument("--scope", choices=[s.value for s in ApiKeyScope], default="admin")
+    create.add_argument(
+        "--scope",
+        choices=[s.value for s in ApiKeyScope],
+        default="admin",
+        help="what the key may do",
+    )
     create.set_defaults(handler=cmd_account_create)
 
-    rotate = sub.add_parser(
+    rotate = command(
         "rotate-secrets",
-        help="re-encrypt stored credentials under METERFLOW_SECRET_KEY after a key rotation",
+        "re-encrypt stored credentials under METERFLOW_SECRET_KEY after a key rotation",
     )
     rotate.set_defaults(handler=cmd_rotate_secrets)
 
-    schema = sub.add_parser("schema", help="print or write the GraphQL SDL")
-    schema.add_argument("output", nargs="?", default="-")
+    schema = command("schema", "print or write the GraphQL SDL")
+    schema.add_argument(
+        "output", nargs="?", default="-", help="the file to write (- prints it to stdout)"
+    )
     schema.set_defaults(handler=cmd_schema)
     return parser
 

@@ -13,6 +13,7 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
 
 from meterflow.db import TIMEOUT_MESSAGE, bad_value, is_timeout
 from meterflow.errors import MeterflowError
@@ -92,6 +93,32 @@ def should_mask(error: GraphQLError) -> bool:
     return True
 
 
+def is_clients_mistake(error: GraphQLError) -> bool:
+    """A parse or validation error, or one a resolver raised on purpose (a refusal, a missing
+    object): the request's fault, not ours."""
+    original = error.original_error
+    return original is None or isinstance(original, (GraphQLError, MeterflowError))
+
+
+class MeterflowSchema(strawberry.Schema):
+    """Logs what a client got wrong as one WARNING line naming its operation; our own faults
+    are logged with their traceback, at ERROR, where they are masked (should_mask)."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        operation = (execution_context.operation_name if execution_context else None) or "-"
+        for error in errors:
+            if is_clients_mistake(error):
+                where = ".".join(str(p) for p in error.path or ())
+                log.warning(
+                    "GraphQL operation %s refused%s: %s",
+                    operation,
+                    f" at {where}" if where else "",
+                    error.message,
+                )
+
+
 class MaskUnexpectedErrors(MaskErrors):
     """Masks what should_mask says, except that the two database refusals a client causes
     say what happened: a cancelled statement (TIMEOUT) and a value PostgreSQL cannot hold
@@ -129,7 +156,7 @@ def build_schema(
 ) -> strawberry.Schema:
     # A connection asked for without `first` answers the resolvers' default page.
     default_page_size = page_size(None, maximum=max_page_size)
-    return strawberry.Schema(
+    return MeterflowSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

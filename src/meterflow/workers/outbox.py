@@ -16,6 +16,7 @@ from meterflow.db import unit_of_work
 from meterflow.jobs import JobQueue
 from meterflow.services import outbox
 from meterflow.services.outbox import Work
+from meterflow.workers import throughput
 from meterflow.workers.heartbeat import live_worker_ids
 
 log = logging.getLogger("meterflow.workers.outbox")
@@ -77,10 +78,12 @@ async def run_outbox(ctx: dict[str, Any], account_id: str, kind: str) -> int:
                 lease_seconds=LEASE_SECONDS,
             )
         if not batch:
+            throughput.job_done(ctx)
             return done
         done += await settle(ctx, account, kind, batch, handler)
         if time.monotonic() - started > TIME_BUDGET_SECONDS:
             await ctx["jobs"].run_outbox(account, kind, delay=0.01)  # a fresh job goes on
+            throughput.job_done(ctx)
             return done
 
 

@@ -25,6 +25,7 @@ from meterflow.services import (
     webhook_events,
 )
 from meterflow.services.outbox import Work
+from meterflow.workers import throughput
 from meterflow.workers.alerts import dispatch
 from meterflow.workers.outbox import backoff, run_outbox
 
@@ -64,11 +65,13 @@ async def usage_rollup(ctx: dict[str, Any], account_id: str) -> int:
         if step.touched:
             await run_caused_work(ctx, account)
         if not step.more:
+            throughput.job_done(ctx, events=total)
             return total
         if time.monotonic() - started > TIME_BUDGET_SECONDS:
             await jobs.enqueue_coalesced(
                 "usage_rollup", f"rollup:{account}:continue:{int(time.time())}", account_id
             )
+            throughput.job_done(ctx, events=total)
             return total
 
 
@@ -185,6 +188,7 @@ async def sweep_rollups(ctx: dict[str, Any]) -> int:
     jobs: JobQueue = ctx["jobs"]
     for account in lagging:
         await jobs.request_rollup(account)
+    throughput.accounts_behind(ctx, len(lagging))
     if lagging:
-        log.info("sweep: %d accounts had un-rolled events", len(lagging))
+        log.debug("sweep: %d accounts had un-rolled events", len(lagging))
     return len(lagging)

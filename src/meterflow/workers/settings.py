@@ -26,6 +26,7 @@ from meterflow.workers.rollup import (
     sweep_rollups,
     usage_rollup,
 )
+from meterflow.workers.throughput import new_counters, report_throughput
 from meterflow.workers.webhooks import deliver_work as deliver_webhook_work
 
 OUTBOX_HANDLERS: dict[str, Handler] = {
@@ -74,6 +75,10 @@ SCHEDULES = [
         second=EVERY_5_SECONDS,
         run_at_startup=True,
     ),
+    # One line a minute of what this worker did (job-by-job lines are at DEBUG).
+    Schedule(
+        report_throughput, "cron:report_throughput", timeout_seconds=10, second=frozenset({0})
+    ),
 ]
 
 
@@ -110,6 +115,8 @@ def build_worker(
         ctx["webhook_retry_base_seconds"] = settings.webhook_retry_base_seconds
         ctx["webhook_retry_window_seconds"] = settings.webhook_retry_window_seconds
         ctx["heartbeat"] = asyncio.create_task(beat_forever(ctx), name="heartbeat")
+        # arq hands each job a copy of this dict: the counters live in one shared object.
+        ctx["throughput"] = new_counters()
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         ctx["heartbeat"].cancel()
