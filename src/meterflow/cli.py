@@ -124,10 +124,12 @@ def _ready(command: str, settings: Settings) -> bool:
     from meterflow import preflight
 
     try:
-        preflight.check(settings)
+        down = preflight.check(settings)
     except preflight.NotReady as exc:
         print(f"meterflow {command}: {exc}", file=sys.stderr)
         return False
+    for problem in down:  # it starts anyway: 503s until the service is back, then serves
+        log.warning("%s; starting anyway, and retrying", problem)
     return True
 
 

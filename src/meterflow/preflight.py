@@ -19,6 +19,11 @@ class NotReady(Exception):
     """Why meterflow cannot start, with the setting or command that fixes it."""
 
 
+class Unreachable(Exception):
+    """A service that does not answer now: meterflow starts anyway (it answers 503 and its
+    worker waits until the service is back), but says which setting points at it."""
+
+
 def _shown(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
@@ -39,9 +44,9 @@ async def _database(settings: Settings) -> None:
                 else None
             )
     except Exception as exc:
-        raise NotReady(
+        raise Unreachable(
             f"cannot reach PostgreSQL at {where}: {type(exc).__name__}: {exc}".split("\n")[0]
-            + " — set METERFLOW_DATABASE_URL, or start the database"
+            + " — check METERFLOW_DATABASE_URL, or start the database"
         ) from exc
     finally:
         await engine.dispose()
@@ -56,19 +61,24 @@ async def _redis(settings: Settings) -> None:
     try:
         await client.ping()
     except Exception as exc:
-        raise NotReady(
+        raise Unreachable(
             f"cannot reach Redis at {where}: {type(exc).__name__}: {exc}"
-            " — set METERFLOW_REDIS_URL, or start Redis"
+            " — check METERFLOW_REDIS_URL, or start Redis"
         ) from exc
     finally:
         await client.aclose()
 
 
-def check(settings: Settings) -> None:
-    """Raises NotReady naming what to fix."""
+def check(settings: Settings) -> list[str]:
+    """Raises NotReady naming what to fix; returns what does not answer now (see Unreachable)."""
 
-    async def both() -> None:
-        await _database(settings)
-        await _redis(settings)
+    async def both() -> list[str]:
+        down = []
+        for probe in (_database, _redis):
+            try:
+                await probe(settings)
+            except Unreachable as exc:
+                down.append(str(exc))
+        return down
 
-    asyncio.run(both())
+    return asyncio.run(both())

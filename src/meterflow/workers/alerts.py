@@ -27,6 +27,7 @@ from meterflow.models.base import utcnow
 from meterflow.services import outbox, webhook_payloads
 from meterflow.services.alerts import open_channel
 from meterflow.services.outbox import Work
+from meterflow.workers import failure_log
 
 log = logging.getLogger("meterflow.workers.alerts")
 TIMEOUT_SECONDS = 5.0
@@ -260,7 +261,8 @@ async def deliver_alert(ctx: dict[str, Any], delivery_id: uuid.UUID) -> float | 
         return None
     if status == "PENDING":
         delay: float = ctx["alert_retry_base_seconds"] * 2 ** (attempts - 1)
-        log.info(
+        failure_log.failing(
+            delivery.target,  # a key only: the log line names the host alone
             "alert delivery %s (%s) failed: %s; retry %d in %.1fs",
             delivery.id,
             _where(delivery),
@@ -269,7 +271,8 @@ async def deliver_alert(ctx: dict[str, Any], delivery_id: uuid.UUID) -> float | 
             delay,
         )
         return delay
-    log.warning(
+    failure_log.failing(
+        delivery.target,
         "alert delivery %s (%s) failed after %d attempts: %s",
         delivery.id,
         _where(delivery),
