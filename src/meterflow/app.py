@@ -27,6 +27,7 @@ from meterflow.http.health import healthz
 from meterflow.http.ingest import Ingest
 from meterflow.http.limits import BodySizeLimit
 from meterflow.http.metrics import Metrics, MetricsMiddleware, metrics_endpoint
+from meterflow.http.request_id import RequestId
 from meterflow.http.session import PortalSession
 from meterflow.http.stripe_webhook import StripeWebhook
 from meterflow.http.usage import usage_endpoint
@@ -128,6 +129,7 @@ def create_app(settings: Settings) -> Starlette:
             *console_routes(),
         ],
         middleware=[
+            Middleware(RequestId),
             Middleware(MetricsMiddleware, metrics=metrics),
             Middleware(
                 CORSMiddleware,

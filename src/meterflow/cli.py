@@ -24,7 +24,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlmodel import col
 
-from meterflow import redaction
+from meterflow import logs, redaction
 from meterflow.config import SecretKeyError, Settings
 from meterflow.db import create_engine, create_session_factory, unit_of_work
 from meterflow.models import ApiKeyScope
@@ -32,10 +32,8 @@ from meterflow.models import ApiKeyScope
 log = logging.getLogger("meterflow")
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _configure_logging(level: str, log_format: str = "text") -> None:
+    logs.configure(level, log_format)
     # The embedded servers narrate every start-up step at INFO; Alembic lists its plugins and
     # every migration; arq logs each job as it starts and ends (several a second). Warnings
     # and errors still show; METERFLOW_LOG_LEVEL=debug shows everything.
@@ -150,6 +148,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         # WebSocket messages have the HTTP body limit; the frame reader stops a larger one early.
         "ws_max_size": settings.max_request_bytes,
     }
+    if settings.log_format == "json":
+        options["log_config"] = None  # uvicorn's lines go through the JSON handler too
     if args.workers > 1:
         # N processes accept on the one socket uvicorn's supervisor binds; it restarts one that
         # dies, and on SIGINT/SIGTERM lets each finish its requests (graceful shutdown).
@@ -561,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     try:
         return int(args.handler(args, settings))
     except SecretKeyError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -95,6 +97,9 @@ class Settings(BaseSettings):
     cors_origins: list[str] = ["*"]
 
     log_level: str = "info"
+    # text: for people; json: one object a line (time, level, logger, message, account,
+    # request_id) for log pipelines.
+    log_format: Literal["text", "json"] = "text"
 
     # /embed/demo without ?token= mints a 1-hour token for the demo customer (`meterflow dev` only).
     demo_embed: bool = False

@@ -8,6 +8,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from meterflow import logs
 from meterflow.db import SessionFactory
 from meterflow.errors import AuthenticationError
 from meterflow.http.responses import graphql_error_response
@@ -83,7 +84,11 @@ class RequireApiKey:
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
-        await self.app(scope, receive, send)
+        token = logs.account.set(str(principal.account_id))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            logs.account.reset(token)
 
     @staticmethod
     def _is_ide_page(scope: Scope) -> bool:

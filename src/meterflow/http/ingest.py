@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from meterflow import logs
 from meterflow.db import SessionFactory, is_transient, unit_of_work
 from meterflow.errors import AuthenticationError
 from meterflow.http import wire
@@ -96,6 +97,7 @@ async def _ingest(deps: Ingest, request: Request) -> Response:
         if is_transient(exc):
             return _unavailable(request)
         raise
+    logs.account.set(str(principal.account_id))  # this request's task: its log lines
 
     max_bytes = deps.max_request_bytes
     now = datetime.now(UTC)

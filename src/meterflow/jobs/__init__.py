@@ -9,10 +9,13 @@ import asyncio
 import logging
 import time
 import uuid
+from typing import Any
 
 from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
 from redis.exceptions import RedisError
+
+from meterflow import logs
 
 log = logging.getLogger("meterflow.jobs")
 
@@ -35,6 +38,10 @@ def rollup_job_id(account_id: uuid.UUID) -> str:
 
 def outbox_job_id(account_id: uuid.UUID, kind: str) -> str:
     return f"outbox:{account_id}:{kind}"
+
+
+# The jobs that take a `request_id` keyword (the ones requests enqueue).
+CARRY_REQUEST_ID = frozenset({ROLLUP_JOB, OUTBOX_JOB})
 
 
 class JobQueue:
@@ -63,8 +70,15 @@ class JobQueue:
             return False
         try:
             pool = await asyncio.wait_for(self._connected(), ENQUEUE_TIMEOUT_SECONDS)
+            # The request (or job) that asks for this work: its id follows into the job's logs.
+            rid = logs.request_id.get()
+            carried: dict[str, Any] = (
+                {"request_id": rid} if rid and function in CARRY_REQUEST_ID else {}
+            )
             job = await asyncio.wait_for(
-                pool.enqueue_job(function, *args, _job_id=job_id, _defer_by=delay or None),
+                pool.enqueue_job(
+                    function, *args, _job_id=job_id, _defer_by=delay or None, **carried
+                ),
                 ENQUEUE_TIMEOUT_SECONDS,
             )
         except (RedisError, OSError, TimeoutError) as exc:

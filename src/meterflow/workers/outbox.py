@@ -12,6 +12,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from meterflow import logs
 from meterflow.db import unit_of_work
 from meterflow.jobs import JobQueue
 from meterflow.services import outbox
@@ -59,9 +60,12 @@ async def settle(
     return len(batch) - len(later)
 
 
-async def run_outbox(ctx: dict[str, Any], account_id: str, kind: str) -> int:
+async def run_outbox(
+    ctx: dict[str, Any], account_id: str, kind: str, request_id: str | None = None
+) -> int:
     """Do an account's due work of one kind, batch after batch, within a time budget."""
     account = uuid.UUID(account_id)
+    logs.bind_job(account_id, request_id)
     handler: Handler | None = ctx["outbox_handlers"].get(kind)
     if handler is None:
         log.error("no handler for outbox work of kind %r", kind)

@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from meterflow import logs
 from meterflow.db import unit_of_work
 from meterflow.jobs import JobQueue
 from meterflow.pubsub import customer_channels, publish
@@ -42,7 +43,7 @@ JOB_TIMEOUT_SECONDS = 60.0
 TEST_HOOK_STEP_PAUSE = "METERFLOW_TEST_HOOK_ROLLUP_STEP_PAUSE_SECONDS"
 
 
-async def usage_rollup(ctx: dict[str, Any], account_id: str) -> int:
+async def usage_rollup(ctx: dict[str, Any], account_id: str, request_id: str | None = None) -> int:
     """Roll up everything an account has past its watermark. Safe to run twice or concurrently.
 
     Each step writes, in its own transaction, the work its new usage causes: a re-rate and an
@@ -50,6 +51,7 @@ async def usage_rollup(ctx: dict[str, Any], account_id: str) -> int:
     that work at once; if it fails, or the worker dies, the rows are still there for the sweep.
     """
     account = uuid.UUID(account_id)
+    logs.bind_job(account_id, request_id)
     jobs: JobQueue = ctx["jobs"]
     pause = float(os.environ.get(TEST_HOOK_STEP_PAUSE, "0") or 0)
     started = time.monotonic()
