@@ -7,8 +7,9 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -196,6 +197,33 @@ def running_server(
             process.kill()
         if sink is not None:
             sink.close()
+
+
+@asynccontextmanager
+async def in_process_app(
+    database_url: str, redis_url: str, *, lifespan: bool = False
+) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
+    """The app in this process, over real HTTP requests through httpx's ASGI transport (for
+    tests that hook the app's own engine or read its log records): (client, app)."""
+    from meterflow.app import create_app
+    from meterflow.config import Settings
+
+    app = create_app(
+        Settings(
+            database_url=database_url,
+            redis_url=redis_url,
+            secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
+        )
+    )
+    async with AsyncExitStack() as stack:
+        if lifespan:
+            await stack.enter_async_context(app.router.lifespan_context(app))
+        transport = httpx.ASGITransport(app=app)
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(transport=transport, base_url="http://meterflow")
+        )
+        yield http, app
+    await app.state.engine.dispose()
 
 
 @pytest.fixture(scope="session")

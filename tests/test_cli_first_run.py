@@ -15,9 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from meterflow.app import create_app
 from meterflow.config import Settings
-from tests.conftest import ROOT, TEST_SECRET_KEY, _admin_execute
+from tests.conftest import ROOT, TEST_SECRET_KEY, _admin_execute, in_process_app
 
 
 def meterflow(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -93,17 +92,8 @@ def test_serve_names_what_to_fix(test_services: Any, database_url: str, redis_ur
 
 @pytest.fixture
 async def app_http(database_url: str, redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(
-        Settings(
-            database_url=database_url,
-            redis_url=redis_url,
-            secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
-        )
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://meterflow") as http:
+    async with in_process_app(database_url, redis_url) as (http, _):
         yield http
-    await app.state.engine.dispose()
 
 
 async def test_a_clients_bad_query_is_a_warning_naming_its_operation(

@@ -18,8 +18,6 @@ import httpx
 import pytest
 from sqlalchemy import event
 
-from meterflow.app import create_app
-from meterflow.config import Settings
 from meterflow.db import SessionFactory, unit_of_work
 from meterflow.models import MeterType
 from meterflow.services import (
@@ -33,7 +31,7 @@ from meterflow.services import (
 )
 from meterflow.services.meters import MeterSpec
 from tests.billing_setup import per_unit_account, put_on_plan
-from tests.conftest import TEST_SECRET_KEY
+from tests.conftest import in_process_app
 
 CUSTOMERS = 500
 PAGE = """query($n: Int!) { customers(first: $n) { edges { node {
@@ -101,17 +99,8 @@ async def seeded(session_factory: SessionFactory) -> tuple[uuid.UUID, str]:
 
 @pytest.fixture(scope="module")
 async def client(database_url: str, redis_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
-    app = create_app(
-        Settings(
-            database_url=database_url,
-            redis_url=redis_url,
-            secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
-        )
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://meterflow") as http:
-        yield http, app
-    await app.state.engine.dispose()
+    async with in_process_app(database_url, redis_url) as pair:
+        yield pair
 
 
 async def run(

@@ -23,12 +23,10 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from meterflow.app import create_app
-from meterflow.config import Settings
 from meterflow.db import SessionFactory, unit_of_work
 from meterflow.services import invoice_rating, rollups
 from tests.client import GraphQLClient
-from tests.conftest import TEST_SECRET_KEY, make_account
+from tests.conftest import in_process_app, make_account
 
 # Statements that span accounts on purpose.
 CROSS_ACCOUNT = {
@@ -41,18 +39,8 @@ CROSS_ACCOUNT = {
 async def app_client(
     database_url: str, redis_url: str
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
-    app = create_app(
-        Settings(
-            database_url=database_url,
-            redis_url=redis_url,
-            secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
-        )
-    )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://meterflow") as http:
-            yield http, app
-    await app.state.engine.dispose()
+    async with in_process_app(database_url, redis_url, lifespan=True) as pair:
+        yield pair
 
 
 async def tenant_tables(engine: AsyncEngine) -> set[str]:
