@@ -37,6 +37,21 @@ REDIS_URL = os.environ.get("METERFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/
 SECRET_KEY = "meterflow-bench-secret-key-0123456789abcdef"  # noqa: S105  (a bench value)
 
 
+# meter_events' columns in the order the benches COPY rows into it (or into a copy of it).
+EVENT_COPY_COLUMNS = [
+    "account_id",
+    "event_time",
+    "seq",
+    "meter_id",
+    "customer_id",
+    "value",
+    "unique_id",
+    "identity",
+    "dimensions",
+    "raw",
+]
+
+
 def database_url(name: str) -> str:
     return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
 

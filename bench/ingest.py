@@ -19,7 +19,15 @@ from decimal import Decimal
 
 import asyncpg
 import httpx
-from common import database_url, fresh_database, graphql, new_account, server, summary
+from common import (
+    EVENT_COPY_COLUMNS,
+    database_url,
+    fresh_database,
+    graphql,
+    new_account,
+    server,
+    summary,
+)
 
 DATABASE = "meterflow_bench_ingest"
 INGEST_GRAPHQL = """mutation($events: [MeterEventInput!]!) {
@@ -91,18 +99,7 @@ async def copy_baseline(
             )
             for seq, e in enumerate(events, 1)
         ]
-        columns = [
-            "account_id",
-            "event_time",
-            "seq",
-            "meter_id",
-            "customer_id",
-            "value",
-            "unique_id",
-            "identity",
-            "dimensions",
-            "raw",
-        ]
+        columns = EVENT_COPY_COLUMNS
         started = time.perf_counter()
         for start in range(0, len(rows), 1000):
             await conn.copy_records_to_table(

@@ -19,7 +19,15 @@ from decimal import Decimal
 
 import asyncpg
 import httpx
-from common import database_url, fresh_database, graphql, new_account, percentile, server
+from common import (
+    EVENT_COPY_COLUMNS,
+    database_url,
+    fresh_database,
+    graphql,
+    new_account,
+    percentile,
+    server,
+)
 
 from meterflow.db import create_engine, create_session_factory, unit_of_work
 from meterflow.services import rollups
@@ -66,17 +74,7 @@ async def seed(
         start_ms = int(start.timestamp() * 1000)
         names = [m for m, _ in METERS]
         account = uuid.UUID(account_id)
-        columns = [
-            "account_id",
-            "event_time",
-            "meter_id",
-            "customer_id",
-            "value",
-            "unique_id",
-            "identity",
-            "dimensions",
-            "raw",
-        ]
+        columns = [c for c in EVENT_COPY_COLUMNS if c != "seq"]  # seq: its default
         chunk = 500_000
         began = time.perf_counter()
         for offset in range(0, events, chunk):

@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
-from common import fresh_database, new_account
+from common import EVENT_COPY_COLUMNS, fresh_database, new_account
 
 from meterflow.services.ingestion import INSERT_EVENTS
 
@@ -108,18 +108,7 @@ async def copy(conn: asyncpg.Connection, account: uuid.UUID, batch: list[Any]) -
         await conn.copy_records_to_table(
             "bench_copy",
             records=records,
-            columns=[
-                "account_id",
-                "event_time",
-                "seq",
-                "meter_id",
-                "customer_id",
-                "value",
-                "unique_id",
-                "identity",
-                "dimensions",
-                "raw",
-            ],
+            columns=EVENT_COPY_COLUMNS,
         )
 
 
