@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 
-from meterflow.config import Settings
 from tests.conftest import ROOT, TEST_SECRET_KEY, _admin_execute, in_process_app
 
 
@@ -78,13 +77,7 @@ def test_serve_names_what_to_fix(test_services: Any, database_url: str, redis_ur
 
     from meterflow import preflight
 
-    down = preflight.check(
-        Settings(
-            database_url="postgresql://me:hunter2@127.0.0.1:9/none",
-            redis_url="redis://127.0.0.1:9/0",
-            secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
-        )
-    )
+    down = preflight.check("postgresql://me:hunter2@127.0.0.1:9/none", "redis://127.0.0.1:9/0")
     assert len(down) == 2, down
     assert "METERFLOW_DATABASE_URL" in down[0] and "hunter2" not in down[0], down
     assert "METERFLOW_REDIS_URL" in down[1], down

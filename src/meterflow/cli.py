@@ -122,7 +122,7 @@ def _ready(command: str, settings: Settings) -> bool:
     from meterflow import preflight
 
     try:
-        down = preflight.check(settings)
+        down = preflight.check(settings.database_url, settings.redis_url)
     except preflight.NotReady as exc:
         print(f"meterflow {command}: {exc}", file=sys.stderr)
         return False

@@ -10,7 +10,6 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from meterflow.config import Settings
 from meterflow.db import create_engine
 from meterflow.migrations import alembic_config
 
@@ -31,10 +30,10 @@ def _shown(url: str) -> str:
         return "(an unreadable URL)"
 
 
-async def _database(settings: Settings) -> None:
-    where = _shown(settings.database_url)
-    head = ScriptDirectory.from_config(alembic_config(settings.database_url)).get_current_head()
-    engine = create_engine(settings.database_url, pool_size=1)
+async def _database(database_url: str) -> None:
+    where = _shown(database_url)
+    head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+    engine = create_engine(database_url, pool_size=1)
     try:
         async with engine.connect() as conn:
             exists = await conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
@@ -55,9 +54,9 @@ async def _database(settings: Settings) -> None:
         raise NotReady(f"the database at {where} {state}, not {head}: run `meterflow migrate`")
 
 
-async def _redis(settings: Settings) -> None:
-    where = _shown(settings.redis_url)
-    client = Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
+async def _redis(redis_url: str) -> None:
+    where = _shown(redis_url)
+    client = Redis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=3)
     try:
         await client.ping()
     except Exception as exc:
@@ -69,14 +68,14 @@ async def _redis(settings: Settings) -> None:
         await client.aclose()
 
 
-def check(settings: Settings) -> list[str]:
+def check(database_url: str, redis_url: str) -> list[str]:
     """Raises NotReady naming what to fix; returns what does not answer now (see Unreachable)."""
 
     async def both() -> list[str]:
         down = []
-        for probe in (_database, _redis):
+        for probe, url in ((_database, database_url), (_redis, redis_url)):
             try:
-                await probe(settings)
+                await probe(url)
             except Unreachable as exc:
                 down.append(str(exc))
         return down
