@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -52,7 +52,11 @@ class Customer:
 
     @strawberry.field(description="The plan the customer is on now, or null.")
     def plan(self, info: strawberry.Info) -> PricingPlan | None:
-        return then(settled(info.context.loaders.current_plan, self.customer_id), _plan)  # type: ignore[return-value]
+        loaders = info.context.loaders
+        return then(  # type: ignore[return-value]
+            settled(loaders.current_plan, self.customer_id),
+            lambda loaded: _plan(loaded, loaders.plan_views),
+        )
 
     @strawberry.field(description="Every plan assignment, oldest first, with start and end.")
     def plan_assignments(self, info: strawberry.Info) -> list[PlanAssignment]:
@@ -118,8 +122,14 @@ def _invoice(row: models.Invoice | None) -> Invoice | None:
     return Invoice.from_model(row) if row is not None else None
 
 
-def _plan(loaded: LoadedPlan | None) -> PricingPlan | None:
-    return PricingPlan.from_loaded(loaded) if loaded is not None else None
+def _plan(loaded: LoadedPlan | None, views: dict[uuid.UUID, Any]) -> PricingPlan | None:
+    """The plan's GraphQL view, made once a request: a page's customers mostly share a few."""
+    if loaded is None:
+        return None
+    view = views.get(loaded.plan.id)
+    if view is None:
+        view = views[loaded.plan.id] = PricingPlan.from_loaded(loaded)
+    return view
 
 
 def _assignments(history: list[models.PlanAssignment]) -> list[PlanAssignment]:

@@ -33,13 +33,24 @@ V = TypeVar("V")
 R = TypeVar("R")
 
 
-def settled(loader: DataLoader[K, V], key: K) -> V | Awaitable[V]:
+class PageLoader(DataLoader[K, V]):
+    """A DataLoader with the values a list resolver read ahead for its page, as plain values
+    (`ready`): no future per key, no gather (see `settled`)."""
+
+    def __init__(self, load_fn: Any, *, cache: bool) -> None:
+        super().__init__(load_fn=load_fn, cache=cache)
+        self.ready: dict[K, V] = {}
+
+
+def settled(loader: PageLoader[K, V], key: K) -> V | Awaitable[V]:
     """The value itself when this request has already read it (a list resolver primed the
     loader for its page), else the awaitable load.
 
     Why: graphql-core completes a plain value in line, but every awaitable costs it a task and
     a gather; on a dashboard page of 100 customers by 5 nested fields that overhead, not SQL,
     was most of the time. A WebSocket's loaders do not cache, so they always load afresh."""
+    if key in loader.ready:
+        return loader.ready[key]
     if loader.cache:
         future = loader.cache_map.get(key)
         if (
@@ -77,21 +88,23 @@ class Loaders:
         self.session_factory = session_factory
         self.account_id = account_id
         self.cache = cache
-        self.current_usage: DataLoader[str, list[MeterTotal]] = self._loader(self._usage)
-        self.current_invoice: DataLoader[str, Invoice | None] = self._loader(self._invoices)
-        self.assignments: DataLoader[str, list[PlanAssignment]] = self._loader(self._assignments)
+        self.current_usage: PageLoader[str, list[MeterTotal]] = self._loader(self._usage)
+        self.current_invoice: PageLoader[str, Invoice | None] = self._loader(self._invoices)
+        self.assignments: PageLoader[str, list[PlanAssignment]] = self._loader(self._assignments)
         self.plan: DataLoader[uuid.UUID, plans.LoadedPlan | None] = self._loader(self._plans)
         # The plan a customer is on now, in one round trip (assignments and plans together).
-        self.current_plan: DataLoader[str, plans.LoadedPlan | None] = self._loader(
+        self.current_plan: PageLoader[str, plans.LoadedPlan | None] = self._loader(
             self._current_plans
         )
-        self.balance: DataLoader[tuple[str, str], Decimal] = self._loader(self._balances)
+        self.balance: PageLoader[tuple[str, str], Decimal] = self._loader(self._balances)
         self.payment: DataLoader[uuid.UUID, InvoicePayment | None] = self._loader(self._payments)
         self.auto_top_up: DataLoader[tuple[str, str], AutoTopUp | None] = self._loader(
             self._auto_top_ups
         )
         # (customer, currency, limit, after) → that page of the wallet's statement.
         self.ledger: DataLoader[LedgerKey, Page[StatementLine]] = self._loader(self._ledgers)
+        # Plan id → its GraphQL view (schema.customers._plan): one per plan a request.
+        self.plan_views: dict[uuid.UUID, Any] = {}
 
     async def prime_customers(self, customer_ids: Sequence[str], fields: Collection[str]) -> None:
         """Reads what a page of customers asks for (`fields`: currentUsage, currentInvoice,
@@ -102,31 +115,45 @@ class Loaders:
         would have without priming."""
         if not self.cache or not customer_ids:
             return
-        reads: list[Awaitable[Any]] = []
+        ids = list(dict.fromkeys(customer_ids))
+        reads: list[Awaitable[None]] = []
         if "currentUsage" in fields:
-            reads.append(self.current_usage.load_many(customer_ids))
+            reads.append(self._ahead(self.current_usage, self._usage, ids))
         if "currentInvoice" in fields:
-            reads.append(self.current_invoice.load_many(customer_ids))
+            reads.append(self._ahead(self.current_invoice, self._invoices, ids))
         if "planAssignments" in fields:
-            reads.append(self.assignments.load_many(customer_ids))
+            reads.append(self._ahead(self.assignments, self._assignments, ids))
         if "wallet" in fields:
-            reads.append(self._prime_wallets(customer_ids))
+            reads.append(self._prime_wallets(ids))
         elif "plan" in fields:
-            reads.append(self.current_plan.load_many(customer_ids))
-        await asyncio.gather(*reads, return_exceptions=True)
+            reads.append(self._ahead(self.current_plan, self._current_plans, ids))
+        await asyncio.gather(*reads)
 
-    async def _prime_wallets(self, customer_ids: Sequence[str]) -> None:
+    @staticmethod
+    async def _ahead(
+        loader: PageLoader[K, V], batch: Callable[[Sequence[K]], Awaitable[list[V]]], keys: list[K]
+    ) -> None:
+        """One batch read straight into `ready`. A read that fails leaves nothing there: the
+        fields that ask for it load (and fail) on their own, as they would have unprimed."""
+        try:
+            values = await batch(keys)
+        except Exception:
+            return
+        loader.ready.update(zip(keys, values, strict=True))
+
+    async def _prime_wallets(self, customer_ids: list[str]) -> None:
         """A wallet's default currency is its customer's current plan's: plans, then balances."""
-        current = await self.current_plan.load_many(customer_ids)
-        await self.balance.load_many(
-            [
-                (customer_id, loaded.plan.currency if loaded is not None else "USD")
-                for customer_id, loaded in zip(customer_ids, current, strict=True)
-            ]
-        )
+        await self._ahead(self.current_plan, self._current_plans, customer_ids)
+        if not all(c in self.current_plan.ready for c in customer_ids):
+            return
+        wallets = [
+            (c, loaded.plan.currency if (loaded := self.current_plan.ready[c]) else "USD")
+            for c in customer_ids
+        ]
+        await self._ahead(self.balance, self._balances, list(dict.fromkeys(wallets)))
 
-    def _loader(self, batch: Callable[[Sequence[K]], Awaitable[Sequence[V]]]) -> DataLoader[K, V]:
-        return DataLoader(load_fn=batch, cache=self.cache)
+    def _loader(self, batch: Callable[[Sequence[K]], Awaitable[Sequence[V]]]) -> PageLoader[K, V]:
+        return PageLoader(batch, cache=self.cache)
 
     async def _read(self, read: Callable[[Any], Awaitable[V]]) -> V:
         async with self.session_factory() as session:
