@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
+import msgspec
+
 from meterflow.models.meter_event import UNIQUE_ID_MAX
 from meterflow.services.customers import CUSTOMER_ID_RE
 from meterflow.services.validation import UNSTORABLE_CHAR, storable
@@ -55,8 +57,10 @@ class Rejection:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class EventRecord:
+class EventRecord(msgspec.Struct, frozen=True):
+    """A valid record. A Struct, not a frozen dataclass: built once per event on the ingest
+    path, and a frozen dataclass's __init__ (object.__setattr__ per field) cost 0.9 µs of it."""
+
     meter_api_name: str
     customer_id: str
     value: Decimal

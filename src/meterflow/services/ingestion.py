@@ -337,7 +337,7 @@ def _partitions_transaction_ended(session: Session, transaction: SessionTransact
         session.info[_PENDING_PARTITIONS].clear()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # (not frozen: one per event, and a frozen __init__ costs twice as much)
 class Candidate:
     """A valid record for a live meter, not repeated earlier in its batch."""
 

@@ -64,23 +64,21 @@ _TEXTS = msgspec.json.Decoder(list[msgspec.Raw])
 _LONG_NUMBER = re.compile(rb"\d[\d.]{15,}|[:,\[]\s*-?[\d.]+[eE][-+]?\d")
 
 
-def _plain_text(text: bytes) -> bool:
-    """Text that needs no closer look: ASCII without escapes (so no NUL and no surrogate),
-    no NaN or Infinity, no nesting beyond the record and its dimensions, within the size."""
-    return (
-        len(text) <= MAX_RECORD_BYTES
-        and text.isascii()
-        and b"\\" not in text
-        and b"NaN" not in text
-        and b"Infinity" not in text
-        and text.count(b"{") + text.count(b"[") <= 2
-    )
+def _plain_body(body: bytes) -> bool:
+    """A body that needs no closer look anywhere: ASCII without escapes (so no NUL and no
+    surrogate), no NaN or Infinity. Checked once for the whole body, not record by record."""
+    return body.isascii() and b"\\" not in body and b"NaN" not in body and b"Infinity" not in body
+
+
+def _plain_record(text: bytes) -> bool:
+    """Within the size, and no nesting beyond the record and its dimensions."""
+    return len(text) <= MAX_RECORD_BYTES and text.count(b"{") + text.count(b"[") <= 2
 
 
 def valid_batch(body: bytes, now: datetime) -> list[EventRecord] | None:
     """Every record of a JSON array body, when each is plainly valid; else None (see above)."""
-    if body[:64].lstrip()[:1] != b"[":  # (much leading whitespace: the exact path reads it)
-        return None
+    if body[:64].lstrip()[:1] != b"[" or not _plain_body(body):
+        return None  # (much leading whitespace too: the exact path reads it)
     try:
         events = _EVENTS.decode(body)
         texts = _TEXTS.decode(body)
@@ -94,7 +92,7 @@ def valid_batch(body: bytes, now: datetime) -> list[EventRecord] | None:
     records: list[EventRecord] = []
     for event, raw in zip(events, texts, strict=True):
         text = bytes(raw)
-        if not _plain_text(text):
+        if not _plain_record(text):
             return None
         value = event.meter_value
         checked: Decimal | Rejection
@@ -122,7 +120,7 @@ def valid_batch(body: bytes, now: datetime) -> list[EventRecord] | None:
                 time_millis=millis,
                 unique_id=event.unique_id or None,  # "" is no uniqueId
                 dimensions=event.dimensions or {},
-                raw=text.decode(),
+                raw=text.decode("ascii"),
             )
         )
     return records
