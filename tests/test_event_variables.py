@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import decimal
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from graphql import get_variable_values, parse
@@ -15,7 +16,10 @@ from hypothesis import strategies as st
 
 from meterflow.graphql_api import schema
 from meterflow.http.jsonbody import loads
-from meterflow.schema.event_variables import pre_coerce
+from meterflow.resolvers.events import _record
+from meterflow.schema.event_variables import TYPED, pre_coerce
+from meterflow.services.ingestion import Status, _parse_all
+from meterflow.services.record_decoding import valid_graphql_batch
 
 DOCUMENT = parse(
     """mutation Ingest($events: [MeterEventInput!]!, $other: [MeterEventInput!]) {
@@ -110,7 +114,66 @@ def test_plain_events_are_coerced_as_graphql_core_does(batch: list[Any]) -> None
         return
     assert not isinstance(reference, list), reference  # graphql-core accepted it too
     assert replaced == {"events": []}
-    assert same(fast["events"], reference.coerced["events"])
+    typed = fast.get(TYPED + "events")
+    # msgspec's typed events are handed on with graphql-core's coercion of them, for the exact
+    # path; that coercion, too, must be graphql-core's own.
+    coerced = typed.coerce() if typed is not None else fast["events"]
+    assert same(coerced, reference.coerced["events"])
+
+
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
+ascii_text = st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=10
+)
+
+
+@st.composite
+def typical_events(draw: Any) -> dict[str, Any]:
+    """What a producer sends: the typed fast path's shape, with values inside and outside its
+    checks (a time too far ahead, a value past the limit, a lone surrogate, a bad customer id);
+    the other strategies bring everything else."""
+    chosen: dict[str, Any] = {
+        "meterApiName": draw(st.sampled_from(["calls", "tokens"])),
+        "customerId": draw(ascii_text | ascii_text | st.text(min_size=1, max_size=4)),
+        "meterValue": draw(st.integers(-(10**12), 10**12) | st.integers(-(10**19), 10**19)),
+        "meterTimeInMillis": draw(st.integers(NOW_MS - 10**10, NOW_MS + 10**6) | st.just(NOW_MS)),
+    }
+    if draw(st.booleans()):
+        chosen["uniqueId"] = draw(st.one_of(st.none(), ascii_text, st.just("\ud800x")))
+    if draw(st.booleans()):
+        chosen["dimensions"] = draw(
+            st.one_of(st.none(), st.dictionaries(ascii_text, ascii_text, max_size=3))
+        )
+    return chosen
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        st.lists(typical_events(), min_size=1, max_size=4),
+        st.lists(st.one_of(typical_events(), events()), min_size=1, max_size=4),
+    )
+)
+def test_typed_events_become_the_records_the_exact_path_makes(batch: list[Any]) -> None:
+    raw = loads(json.dumps({"events": batch}))
+    _, fast = pre_coerce(SCHEMA, DOCUMENT, None, raw)
+    typed = fast.get(TYPED + "events")
+    if typed is None:
+        event("graphql-core")
+        return
+    records = valid_graphql_batch(typed.events, NOW)
+    coerced = typed.coerce()
+    assert coerced is not None  # msgspec's shape is always one the one-pass coercion takes
+    outcomes, parsed = _parse_all([_record(e, "meterflow-value-test") for e in coerced], NOW)
+    event("typed, fast" if records is not None else "typed, exact")
+    if records is None:
+        return
+    assert all(o.status is Status.ACCEPTED for o in outcomes), outcomes
+    assert len(records) == len(parsed) == len(batch)
+    for fast_one, (_, slow) in zip(records, parsed, strict=True):
+        assert fast_one == slow  # every field, the value's digits and the stored text included
+        assert str(fast_one.value) == str(slow.value)
 
 
 def test_a_typical_batch_takes_the_fast_pass() -> None:

@@ -13,6 +13,7 @@ from graphql import GraphQLError
 from meterflow.db import is_transient
 from meterflow.pubsub import event_channels
 from meterflow.resolvers.base import Info, mutate, require_account_key, require_admin
+from meterflow.schema.event_variables import typed_events
 from meterflow.schema.events import (
     CancelledMeterEvents,
     CancelResult,
@@ -23,7 +24,8 @@ from meterflow.schema.events import (
     MeterEventValues,
 )
 from meterflow.schema.scalars import NotANumber
-from meterflow.services import events, ingestion
+from meterflow.services import events, ingestion, record_decoding
+from meterflow.services.event_records import EventRecord
 from meterflow.services.pagination import page_size
 
 
@@ -124,19 +126,32 @@ class EventMutations:
         ],
     ) -> IngestResult:
         principal = require_account_key(info)  # ingest-scoped keys may call this
-        if len(events) > ingestion.MAX_BATCH:
+        now = datetime.now(UTC)
+        checked: list[EventRecord] | None = None
+        typed = typed_events(info._raw_info.field_nodes[0], "events", info.variable_values)
+        if typed is not None:  # a variable msgspec converted: plainly valid, or the exact path
+            checked = record_decoding.valid_graphql_batch(typed.events, now)
+            if checked is None:
+                events = typed.coerce() or []
+        size = len(events) if checked is None else len(checked)
+        if size > ingestion.MAX_BATCH:
             raise GraphQLError(
-                str(ingestion.BatchTooLarge(len(events))), extensions={"code": "BATCH_TOO_LARGE"}
+                str(ingestion.BatchTooLarge(size)), extensions={"code": "BATCH_TOO_LARGE"}
             )
         placeholder = f"meterflow-value-{uuid.uuid4()}"
         try:
             async with info.context.unit_of_work() as session:
-                report = await ingestion.ingest(
-                    session,
-                    account_id=principal.account_id,
-                    records=[_record(event, placeholder) for event in events],
-                    now=datetime.now(UTC),
-                )
+                if checked is not None:
+                    report = await ingestion.ingest_checked(
+                        session, account_id=principal.account_id, records=checked, now=now
+                    )
+                else:
+                    report = await ingestion.ingest(
+                        session,
+                        account_id=principal.account_id,
+                        records=[_record(event, placeholder) for event in events],
+                        now=now,
+                    )
         except Exception as exc:
             if is_transient(exc):
                 raise GraphQLError(
