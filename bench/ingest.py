@@ -1,10 +1,13 @@
 """Sustained ingestion through REST and GraphQL against one API process, and the raw baseline.
 
     .venv/bin/python bench/ingest.py [--events 200000] [--batch 1000] [--concurrency 4]
+                                     [--rounds 3] [--api-workers 1]
 
 Prints events/s and request latency for each path, and the ratio of each to an asyncpg COPY of
-the same rows into a scratch copy of the events table with its indexes. Uses PostgreSQL and
-Redis on 127.0.0.1 (override with METERFLOW_BENCH_ADMIN_URL / METERFLOW_BENCH_REDIS_URL).
+the same rows into a scratch copy of the events table with its indexes, measured in the same
+round (REST, GraphQL, then COPY, on fresh events); then the median ratio of the rounds. Uses
+PostgreSQL and Redis on 127.0.0.1 (override with METERFLOW_BENCH_ADMIN_URL and
+METERFLOW_BENCH_REDIS_URL).
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 import httpx
@@ -118,25 +123,19 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--only", choices=["rest", "graphql"], help="run one path (profiling)")
     parser.add_argument("--api-workers", type=int, default=1, help="serve --workers N")
+    parser.add_argument("--rounds", type=int, default=3, help="REST, GraphQL and COPY, each")
     args = parser.parse_args()
 
     url = await fresh_database(DATABASE)
     account_id, key = await new_account(url)
     now_ms = int(time.time() * 1000)
-    rest_events = make_events(args.events, now_ms)
-    gql_events = make_events(args.events, now_ms)
-    baseline_events = make_events(args.events, now_ms)
 
     def batches(events: list[dict]) -> list[list[dict]]:  # type: ignore[type-arg]
         return [events[i : i + args.batch] for i in range(0, len(events), args.batch)]
 
-    rest_requests = [("/ingest", json.dumps(b).encode()) for b in batches(rest_events)]
-    gql_requests = [
-        ("/graphql", json.dumps({"query": INGEST_GRAPHQL, "variables": {"events": b}}).encode())
-        for b in batches(gql_events)
-    ]
     headers = {"X-API-Key": key, "Content-Type": "application/json"}
-
+    skipped = (float("nan"), [float("nan")], 0)
+    rounds: list[tuple[Any, Any, float]] = []
     with server(url, workers=args.api_workers) as base:
         async with httpx.AsyncClient(base_url=base) as client:
             await graphql(
@@ -152,41 +151,73 @@ async def main() -> None:
             await client.post(
                 "/ingest", content=json.dumps(make_events(2000, now_ms)), headers=headers
             )
-        skipped = (float("nan"), [float("nan")], 0)
-        rest = (
-            skipped
-            if args.only == "graphql"
-            else await drive(rest_requests, base, headers, args.concurrency)
-        )
-        gql = (
-            skipped
-            if args.only == "rest"
-            else await drive(gql_requests, base, headers, args.concurrency)
-        )
+        meter_id = await _meter_id()
+        # Each round: the three ways on fresh events, one after another, so that each ratio
+        # compares paths under the same machine conditions; the median round is the figure.
+        for _ in range(args.rounds):
+            rest_requests = [
+                ("/ingest", json.dumps(b).encode())
+                for b in batches(make_events(args.events, now_ms))
+            ]
+            gql_requests = [
+                (
+                    "/graphql",
+                    json.dumps({"query": INGEST_GRAPHQL, "variables": {"events": b}}).encode(),
+                )
+                for b in batches(make_events(args.events, now_ms))
+            ]
+            rest = (
+                skipped
+                if args.only == "graphql"
+                else await drive(rest_requests, base, headers, args.concurrency)
+            )
+            gql = (
+                skipped
+                if args.only == "rest"
+                else await drive(gql_requests, base, headers, args.concurrency)
+            )
+            copy_seconds = await copy_baseline(
+                url, account_id, meter_id, make_events(args.events, now_ms)
+            )
+            rounds.append((rest, gql, args.events / copy_seconds))
 
-    dsn = database_url(DATABASE).replace("postgresql://", "postgresql://")
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(database_url(DATABASE))
     stored = await conn.fetchval("SELECT count(*) FROM meter_events")
-    meter_id = await conn.fetchval("SELECT id FROM meters WHERE meter_api_name = 'api-calls'")
     await conn.close()
-    copy_seconds = await copy_baseline(url, account_id, meter_id, baseline_events)
-
-    baseline = args.events / copy_seconds
     print(
-        f"\ningest benchmark: {args.events:,} events per path, batches of {args.batch}, "
-        f"{args.concurrency} requests in flight, {args.api_workers} API process(es)"
+        f"\ningest benchmark: {args.events:,} events per path and round, {args.rounds} rounds, "
+        f"batches of {args.batch}, {args.concurrency} requests in flight, "
+        f"{args.api_workers} API process(es)"
     )
-    print(f"{'path':<10}{'events/s':>12}{'vs COPY':>9}   latency per request")
-    for name, (elapsed, latencies, failures) in (("REST", rest), ("GraphQL", gql)):
-        rate = args.events / elapsed
+    print(f"{'round':<7}{'path':<10}{'events/s':>12}{'vs COPY':>9}   latency per request")
+    ratios: dict[str, list[float]] = {"REST": [], "GraphQL": []}
+    for number, (rest, gql, baseline) in enumerate(rounds, 1):
+        for name, (elapsed, latencies, failures) in (("REST", rest), ("GraphQL", gql)):
+            rate = args.events / elapsed
+            ratios[name].append(rate / baseline)
+            print(
+                f"{number:<7}{name:<10}{rate:>12,.0f}{rate / baseline:>9.2f}   "
+                f"{summary(latencies)}" + (f"   FAILED REQUESTS: {failures}" if failures else "")
+            )
         print(
-            f"{name:<10}{rate:>12,.0f}{rate / baseline:>9.2f}   {summary(latencies)}"
-            + (f"   FAILED REQUESTS: {failures}" if failures else "")
+            f"{number:<7}{'COPY':<10}{baseline:>12,.0f}{1:>9.2f}   "
+            "(asyncpg COPY, 1000-row chunks, one connection)"
         )
-    print(
-        f"{'COPY':<10}{baseline:>12,.0f}{1:>9.2f}   (asyncpg COPY, 1000-row chunks, one connection)"
-    )
-    print(f"stored events: {stored:,} (expected {2 * args.events + 2000:,})")
+    for name, measured in ratios.items():
+        print(f"median {name} vs COPY: {statistics.median(measured):.2f}")
+    expected = 2000 + args.rounds * args.events * (1 if args.only else 2)
+    print(f"stored events: {stored:,} (expected {expected:,})")
+
+
+async def _meter_id() -> uuid.UUID:
+    conn = await asyncpg.connect(database_url(DATABASE))
+    try:
+        meter_id: uuid.UUID = await conn.fetchval(
+            "SELECT id FROM meters WHERE meter_api_name = 'api-calls'"
+        )
+        return meter_id
+    finally:
+        await conn.close()
 
 
 if __name__ == "__main__":
