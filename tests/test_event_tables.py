@@ -77,3 +77,68 @@ async def test_deleting_an_account_deletes_its_events_and_no_one_elses(
 
     assert await _counts(session_factory, gone) == (0, 0)
     assert await _counts(session_factory, kept) == (4, 4)
+
+
+async def test_times_values_and_unique_ids_are_stored_exactly(
+    session_factory: SessionFactory,
+) -> None:
+    """The write binds times as epoch milliseconds, values as their text and takes the uniqueId
+    from the identity: each stored column equals what the record said, to the millisecond and
+    the last digit."""
+    now = datetime.now(UTC)
+    async with unit_of_work(session_factory) as session:
+        account_id, _ = await per_unit_account(
+            session, name="exact", unit_price="1", is_default=True, now=now
+        )
+    now_ms = int(now.timestamp() * 1000)
+    cases = [
+        # (meterTimeInMillis, meterValue, uniqueId)
+        (946_684_800_001, "999999999999999999.999999999999", "first"),
+        (now_ms - 1, "1E+3", "u:looks-like-an-identity"),
+        (now_ms - 2, -0.5, None),
+        (now_ms + 60_000, "0.000000000001", "a\u001eb"),  # the column separator, raw
+        (1_733_011_199_999, 7, ""),
+    ]
+    records = []
+    for millis, value, unique_id in cases:
+        data: dict[str, object] = {
+            "meterApiName": "calls",
+            "customerId": "c1",
+            "meterValue": value,
+            "meterTimeInMillis": millis,
+        }
+        if unique_id is not None:
+            data["uniqueId"] = unique_id
+        records.append(ingestion.RawRecord(data, json.dumps(data)))
+    async with unit_of_work(session_factory) as session:
+        report = await ingestion.ingest(session, account_id=account_id, records=records, now=now)
+    assert [(o.status, o.message) for o in report.outcomes] == [
+        (ingestion.Status.ACCEPTED, None)
+    ] * len(cases)
+    async with session_factory() as session:
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT event_time, value::text, unique_id, identity FROM meter_events "
+                    "WHERE account_id = :a ORDER BY seq"
+                ),
+                {"a": account_id},
+            )
+        ).all()
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert [row[0] for row in rows] == [epoch + timedelta(milliseconds=c[0]) for c in cases]
+    assert [row[1] for row in rows] == [
+        "999999999999999999.999999999999",
+        "1000",
+        "-0.5",
+        "0.000000000001",
+        "7",
+    ]
+    assert [row[2] for row in rows] == [
+        "first",
+        "u:looks-like-an-identity",
+        None,
+        "a\u001eb",
+        None,  # "" is no uniqueId: the record's hash is its identity
+    ]
+    assert [row[3][:2] for row in rows] == ["u:", "u:", "h:", "u:", "h:"]
