@@ -114,7 +114,8 @@ async def test_close_bills_events_committed_but_not_yet_rolled_up(
     await commit_events(session_factory, account_id, "late-roller", values)
     async with session_factory() as session:
         mark = await session.scalar(
-            text("SELECT xid FROM usage_watermarks WHERE account_id = :a"), {"a": account_id}
+            text("SELECT max(xid) FROM usage_meter_watermarks WHERE account_id = :a"),
+            {"a": account_id},
         )
     assert mark is None, "nothing may have rolled the events up before the close"
 

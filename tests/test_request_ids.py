@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -33,7 +34,9 @@ async def test_json_logs_carry_the_request_id_and_account_into_jobs(
     env = {**server_env, "METERFLOW_LOG_FORMAT": "json", "METERFLOW_LOG_LEVEL": "info"}
     with running_server(env, output=log) as base:
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-            await create_meter(GraphQLClient(http, account.admin_key), "calls")
+            gql = GraphQLClient(http, account.admin_key)
+            await create_meter(gql, "calls")
+            meter_id = uuid.UUID((await gql("{ meters { id } }"))["meters"][0]["id"])
             refused = await http.post(
                 "/graphql",
                 json={"query": "query Broken { meters { nope } }", "operationName": "Broken"},
@@ -62,10 +65,11 @@ async def test_json_logs_carry_the_request_id_and_account_into_jobs(
     # The rollup job the ingest enqueued carries the request's id to the worker.
     pool = await create_pool(redis_settings(redis_url))
     try:
-        info = await Job(rollup_job_id(account.account_id), pool).info()
+        info = await Job(rollup_job_id(account.account_id, meter_id), pool).info()
     finally:
         await pool.aclose()
     assert info is not None and info.kwargs == {"request_id": "req-ingest-7"}, info
+    assert info.args == (str(account.account_id), str(meter_id))  # the meter's own rollup
 
 
 def test_a_jobs_lines_name_its_account_and_request() -> None:

@@ -176,7 +176,7 @@ async def test_worker_killed_part_way_then_rerun(
         while True:  # the first step has committed: the job is part-way through
             async with session_factory() as session:
                 mark = await session.scalar(
-                    text("SELECT xid FROM usage_watermarks WHERE account_id = :a"),
+                    text("SELECT max(xid) FROM usage_meter_watermarks WHERE account_id = :a"),
                     {"a": account_id},
                 )
             if mark is not None:

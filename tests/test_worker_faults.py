@@ -246,7 +246,7 @@ async def test_a_worker_killed_mid_rollup_is_taken_over_within_seconds(
             assert first.poll() is None, "the worker exited"
             async with session_factory() as session:
                 mark = await session.scalar(
-                    text("SELECT xid FROM usage_watermarks WHERE account_id = :a"),
+                    text("SELECT max(xid) FROM usage_meter_watermarks WHERE account_id = :a"),
                     {"a": account},
                 )
             return mark is not None

@@ -138,7 +138,7 @@ async def _ingest(deps: Ingest, request: Request) -> Response:
             return _unavailable(request)
         raise
     if report.accepted:
-        await deps.jobs.request_rollup(principal.account_id)
+        await deps.jobs.request_rollup(principal.account_id, report.meter_ids)
         await publish(deps.redis, *event_channels(principal.account_id, report.meters))
     if webhook_events.written(session):  # customer.created for customers the batch made
         await deps.jobs.run_outbox(principal.account_id, outbox.DELIVER_WEBHOOK)

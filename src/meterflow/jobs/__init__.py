@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from arq import ArqRedis, create_pool
@@ -32,8 +33,9 @@ def redis_settings(redis_url: str, *, retries: int = 5) -> RedisSettings:
     return settings
 
 
-def rollup_job_id(account_id: uuid.UUID) -> str:
-    return f"rollup:{account_id}"
+def rollup_job_id(account_id: uuid.UUID, meter_id: uuid.UUID | None = None) -> str:
+    """One waiting rollup job per meter (or per account, for all its meters)."""
+    return f"rollup:{account_id}" if meter_id is None else f"rollup:{account_id}:{meter_id}"
 
 
 def outbox_job_id(account_id: uuid.UUID, kind: str) -> str:
@@ -97,8 +99,27 @@ class JobQueue:
         """Run once after `delay` seconds."""
         return await self._enqueue(function, job_id, delay, *args)
 
-    async def request_rollup(self, account_id: uuid.UUID) -> bool:
-        return await self.enqueue_coalesced(ROLLUP_JOB, rollup_job_id(account_id), str(account_id))
+    async def request_rollup(
+        self, account_id: uuid.UUID, meter_ids: Iterable[uuid.UUID] | None = None
+    ) -> bool:
+        """Have these meters' new events rolled up (each meter its own job, so that workers
+        share a busy account), or, without meters, all of the account's in one job."""
+        if meter_ids is None:
+            return await self.enqueue_coalesced(
+                ROLLUP_JOB, rollup_job_id(account_id), str(account_id)
+            )
+        done = True
+        for meter_id in sorted(meter_ids):
+            done = (
+                await self.enqueue_coalesced(
+                    ROLLUP_JOB,
+                    rollup_job_id(account_id, meter_id),
+                    str(account_id),
+                    str(meter_id),
+                )
+                and done
+            )
+        return done
 
     async def run_outbox(self, account_id: uuid.UUID, kind: str, *, delay: float = 0.0) -> bool:
         """Have an account's pending outbox work of one kind done (now, or after `delay`)."""

@@ -34,6 +34,7 @@ from meterflow.models.usage import (
     UsageDaily,
     UsageDistinctValue,
     UsageDurationInterval,
+    UsageMeterWatermark,
     UsageRollup,
     UsageWatermark,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "UsageDaily",
     "UsageDistinctValue",
     "UsageDurationInterval",
+    "UsageMeterWatermark",
     "UsageRollup",
     "UsageWatermark",
     "WalletLedgerEntry",

@@ -40,8 +40,8 @@ class MeterEvent(SQLModel, table=True):
         PrimaryKeyConstraint("account_id", "event_time", "seq", name="pk_meter_events"),
         # By Event view: ingestion order within an account.
         Index("ix_meter_events_account_seq", "account_id", "seq"),
-        # Rollup worker: what committed since the account's watermark (a transaction id).
-        Index("ix_meter_events_account_xid", "account_id", "ingest_xid"),
+        # Rollup worker: what committed since a meter's watermark (a transaction id).
+        Index("ix_meter_events_account_meter_xid", "account_id", "meter_id", "ingest_xid"),
         # Rollup worker: cancellations since the watermark (rare, so a partial index).
         Index(
             "ix_meter_events_account_cancel_xid",

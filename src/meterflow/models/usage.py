@@ -24,11 +24,29 @@ def _account_key() -> Column[uuid.UUID]:
 
 
 class UsageWatermark(SQLModel, table=True):
-    """Every event whose transaction id is below `xid` is in the rollups."""
+    """Every event whose transaction id is below `xid` was in the rollups when they went by
+    account (until migration 0020): the starting point of a meter with no watermark of its own
+    (UsageMeterWatermark). Never written since."""
 
     __tablename__ = "usage_watermarks"
 
     account_id: uuid.UUID = Field(sa_column=_account_key())
+    xid: int = Field(sa_column=Column(XID8, nullable=False))
+    updated_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    )
+
+
+class UsageMeterWatermark(SQLModel, table=True):
+    """Every event of this meter whose transaction id is below `xid` is in the rollups. Each
+    meter of an account is rolled up on its own (under its own lock), so that one busy meter
+    neither waits for nor holds back the others. A meter without a row starts from its
+    account's `usage_watermarks` row, where the rollup stood before it went by meter."""
+
+    __tablename__ = "usage_meter_watermarks"
+
+    account_id: uuid.UUID = Field(sa_column=_account_key())
+    meter_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
     xid: int = Field(sa_column=Column(XID8, nullable=False))
     updated_at: datetime = Field(
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now())

@@ -159,7 +159,7 @@ class EventMutations:
                 ) from exc
             raise
         if report.accepted and info.context.jobs is not None:
-            await info.context.jobs.request_rollup(principal.account_id)
+            await info.context.jobs.request_rollup(principal.account_id, report.meter_ids)
         if report.accepted:
             await info.context.publish(*event_channels(principal.account_id, report.meters))
         return IngestResult.from_report(report)

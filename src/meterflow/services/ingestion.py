@@ -52,6 +52,7 @@ class IngestReport:
     # Customers and meters whose usage changed: what rollups and live updates care about.
     customers: set[str] = field(default_factory=set)
     meters: set[str] = field(default_factory=set)
+    meter_ids: set[uuid.UUID] = field(default_factory=set)  # the same meters, for their rollups
 
     def count(self, status: Status) -> int:
         return sum(1 for outcome in self.outcomes if outcome.status is status)
@@ -526,6 +527,7 @@ async def _ingest_parsed(
         if position in fresh:
             report.customers.add(candidate.record.customer_id)
             report.meters.add(candidate.meter.meter_api_name)
+            report.meter_ids.add(candidate.meter.id)
         else:  # taken by an earlier batch, or by a concurrent one that committed first
             outcomes[candidate.index].status = Status.DUPLICATE
     return report

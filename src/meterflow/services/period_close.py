@@ -25,7 +25,7 @@ from sqlmodel import col
 
 from meterflow.db import unit_of_work
 from meterflow.models import Account
-from meterflow.services import invoice_lifecycle, rollup_work, wallets
+from meterflow.services import invoice_lifecycle, rollup_work, rollups, wallets
 from meterflow.services.invoice_lifecycle import CloseReport
 
 log = logging.getLogger("meterflow.services.period_close")
@@ -49,14 +49,8 @@ class CatchUp:
     touched: set[str] = field(default_factory=set)
 
 
-async def _watermark(session: AsyncSession, account_id: uuid.UUID) -> int:
-    value = await session.scalar(
-        text(
-            "SELECT coalesce((SELECT xid FROM usage_watermarks WHERE account_id = :a), '0'::xid8)"
-        ),
-        {"a": account_id},
-    )
-    return int(value)
+async def _watermark(session: AsyncSession, account_id: uuid.UUID) -> int | None:
+    return await rollups.least_watermark(session, account_id)
 
 
 async def catch_up(
@@ -79,7 +73,7 @@ async def catch_up(
             step = await rollup_work.rollup_step(session, account_id=account_id)
             mark = await _watermark(session, account_id)
         result.touched |= {customer for _, customer in step.touched}
-        if mark >= horizon:
+        if mark is None or mark >= horizon:  # (None: no meter, so no events)
             result.caught_up = True
             return result
         if step.more:

@@ -19,11 +19,17 @@ CAUSED_KINDS = (outbox.RERATE, outbox.EVALUATE_ALERTS)
 
 
 async def rollup_step(
-    session: AsyncSession, *, account_id: uuid.UUID, max_events: int = rollups.DEFAULT_MAX_EVENTS
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    max_events: int = rollups.DEFAULT_MAX_EVENTS,
+    meter_id: uuid.UUID | None = None,
 ) -> rollups.RollupResult:
-    """A bounded rollup step plus its outbox work (coalesced with any still pending). The caller
-    commits both at once."""
-    step = await rollups.rollup_account(session, account_id=account_id, max_events=max_events)
+    """A bounded rollup step of the account's meters (or of one) plus its outbox work
+    (coalesced with any still pending). The caller commits both at once."""
+    step = await rollups.rollup_account(
+        session, account_id=account_id, max_events=max_events, meter_id=meter_id
+    )
     work: dict[str, dict[str, Any]] = {customer: {} for _, customer in step.touched}
     for kind in CAUSED_KINDS:
         await outbox.add(session, account_id=account_id, kind=kind, items=work)

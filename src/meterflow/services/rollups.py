@@ -1,15 +1,19 @@
-"""The rollup of one account's new events into hourly usage, exactly once.
+"""The rollup of one meter's new events into hourly usage, exactly once.
 
-One run, one transaction, under a per-account advisory lock:
-  1. watermark W (xid8) ← usage_watermarks;  X ← the horizon (below): every transaction below
-     X that could write here has finished, so the events with ingest_xid in [W, X) are all
-     there will ever be.
+One run, one transaction, under a per-(account, meter) advisory lock:
+  1. watermark W (xid8) ← usage_meter_watermarks;  X ← the horizon (below): every transaction
+     below X that could write here has finished, so the meter's events with ingest_xid in
+     [W, X) are all there will ever be.
      (A sequence number could not do this: commit order is not sequence order.)
   2. bound the run to about `max_events` events (whole transactions only);
   3. hours touched by cancellations are recomputed from raw events; every other new event is
      added to its hour incrementally (sum, count, max, latest; distinct values; intervals);
   4. W ← X', in the same transaction as the rollups: a crash loses nothing and a second run
      finds nothing new, so nothing is ever counted twice.
+
+Meters go separately because nothing of a meter's usage depends on another meter's: a busy
+account's meters are rolled up side by side by several workers (each holding one meter's lock),
+and a meter with a backlog holds back no other. `rollup_account` steps each meter in turn.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ DEFAULT_MAX_EVENTS = 50_000
 NEW_EVENTS = """
     SELECT e.*, date_trunc('hour', e.event_time, 'UTC') AS hour
     FROM meter_events e
-    WHERE e.account_id = :account_id
+    WHERE e.account_id = :account_id AND e.meter_id = :meter_id
       AND e.ingest_xid >= CAST(:low AS xid8) AND e.ingest_xid < CAST(:high AS xid8)
       AND e.cancelled_at IS NULL
       AND (e.meter_id, e.customer_id, date_trunc('hour', e.event_time, 'UTC'))
@@ -122,39 +126,78 @@ class RollupResult:
     # (meter_id, customer_id) pairs whose usage changed: for re-rating and live updates.
     touched: set[tuple[uuid.UUID, str]] = field(default_factory=set)
 
+    def add(self, other: RollupResult) -> None:
+        self.events += other.events
+        self.more = self.more or other.more
+        self.touched |= other.touched
+
 
 async def _scalar(session: AsyncSession, sql: str, **params: Any) -> Any:
     return (await session.execute(text(sql), params)).scalar()
 
 
 async def rollup_account(
-    session: AsyncSession, *, account_id: uuid.UUID, max_events: int = DEFAULT_MAX_EVENTS
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    max_events: int = DEFAULT_MAX_EVENTS,
+    meter_id: uuid.UUID | None = None,
 ) -> RollupResult:
-    """Roll up one bounded step of an account's new events. The caller commits."""
+    """Roll up one bounded step of each of the account's meters (or of `meter_id` alone), each
+    under its own lock, taken in meter order so that two callers never wait on each other in a
+    cycle. The caller commits."""
+    if meter_id is not None:
+        meters = [meter_id]
+    else:
+        meters = list(
+            (
+                await session.execute(
+                    text("SELECT id FROM meters WHERE account_id = :a ORDER BY id"),
+                    {"a": account_id},
+                )
+            ).scalars()
+        )
+    result = RollupResult()
+    for meter in meters:
+        result.add(await rollup_meter(session, account_id, meter, max_events))
+    return result
+
+
+WATERMARK = """
+SELECT coalesce(
+    (SELECT xid FROM usage_meter_watermarks WHERE account_id = :a AND meter_id = :m),
+    (SELECT xid FROM usage_watermarks WHERE account_id = :a),
+    '0'::xid8)
+"""
+
+
+async def rollup_meter(
+    session: AsyncSession, account_id: uuid.UUID, meter_id: uuid.UUID, max_events: int
+) -> RollupResult:
+    """Roll up one bounded step of one meter's new events. The caller commits."""
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"meterflow:rollup:{account_id}"},
+        {"key": f"meterflow:rollup:{account_id}:{meter_id}"},
     )
-    if not await _scalar(
-        session, "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = :a)", a=account_id
-    ):
-        return RollupResult()  # a job outliving its account: nothing to do
+    kind = await _scalar(
+        session,
+        "SELECT meter_type::text FROM meters WHERE account_id = :a AND id = :m",
+        a=account_id,
+        m=meter_id,
+    )
+    if kind is None:
+        return RollupResult()  # a job outliving its meter or account: nothing to do
     # xid8 values travel as Python ints (asyncpg's codec).
-    low = int(
-        await _scalar(
-            session,
-            "SELECT coalesce((SELECT xid FROM usage_watermarks WHERE account_id = :a), '0'::xid8)",
-            a=account_id,
-        )
-    )
+    low = int(await _scalar(session, WATERMARK, a=account_id, m=meter_id))
     high = int(await _scalar(session, HORIZON))
     # Bound the step at a transaction boundary: stop before the xid of the n-th new event.
     cutoff = await _scalar(
         session,
-        "SELECT ingest_xid FROM meter_events WHERE account_id = :a "
+        "SELECT ingest_xid FROM meter_events WHERE account_id = :a AND meter_id = :m "
         "AND ingest_xid >= CAST(:low AS xid8) AND ingest_xid < CAST(:high AS xid8) "
         "ORDER BY ingest_xid OFFSET :n LIMIT 1",
         a=account_id,
+        m=meter_id,
         low=low,
         high=high,
         n=max_events,
@@ -167,13 +210,13 @@ async def rollup_account(
     if high <= low:
         return result
 
-    params = {"account_id": account_id, "low": low, "high": high}
+    params = {"account_id": account_id, "meter_id": meter_id, "low": low, "high": high}
     await session.execute(text("DROP TABLE IF EXISTS recompute"))
     await session.execute(
         text(
             "CREATE TEMP TABLE recompute ON COMMIT DROP AS "
             "SELECT DISTINCT meter_id, customer_id, date_trunc('hour', event_time, 'UTC') AS hour "
-            "FROM meter_events WHERE account_id = :account_id "
+            "FROM meter_events WHERE account_id = :account_id AND meter_id = :meter_id "
             "AND cancel_xid >= CAST(:low AS xid8) AND cancel_xid < CAST(:high AS xid8)"
         ),
         params,
@@ -195,16 +238,8 @@ async def rollup_account(
         ),
         params,
     )
-    kinds = set(
-        (
-            await session.execute(
-                text("SELECT DISTINCT meter_type::text FROM meters WHERE account_id = :a"),
-                {"a": account_id},
-            )
-        ).scalars()
-    )
-    # The new events' hourly aggregates, read and sorted once: the hours and the days (below)
-    # are both upserted from them.
+    # The new events' hourly aggregates, read and sorted once: the hours, the days (below) and
+    # the customers touched all come from them.
     await session.execute(text("DROP TABLE IF EXISTS step_hours"))
     await session.execute(
         text(
@@ -219,40 +254,41 @@ async def rollup_account(
         await session.execute(
             text(UPSERT_ROLLUPS.format(aggregate=aggregate, merge=_merge("usage_rollups"))), params
         )
-        if "UNIQUE_COUNT" in kinds:
+        if kind == "UNIQUE_COUNT":
             await session.execute(text(INSERT_DISTINCT.format(source=source)), params)
 
+    # Whose usage changed: the new events' customers (all in step_hours, but for those in a
+    # recomputed hour or cancelled already) and the cancellations' (recompute).
     touched_rows = (
         await session.execute(
             text(
-                "SELECT DISTINCT meter_id, customer_id FROM meter_events "
-                "WHERE account_id = :account_id AND ((ingest_xid >= CAST(:low AS xid8) "
-                "AND ingest_xid < CAST(:high AS xid8)) OR (cancel_xid >= CAST(:low AS xid8) "
-                "AND cancel_xid < CAST(:high AS xid8)))"
-            ),
-            params,
+                "SELECT meter_id, customer_id FROM step_hours "
+                "UNION SELECT meter_id, customer_id FROM recompute"
+            )
         )
     ).all()
     result.touched = {(row[0], row[1]) for row in touched_rows}
     result.events = int(
         await _scalar(
             session,
-            "SELECT count(*) FROM meter_events WHERE account_id = :a "
+            "SELECT count(*) FROM meter_events WHERE account_id = :a AND meter_id = :m "
             "AND ingest_xid >= CAST(:low AS xid8) AND ingest_xid < CAST(:high AS xid8)",
             a=account_id,
+            m=meter_id,
             low=low,
             high=high,
         )
     )
     await _update_days(session, params)
-    if "DURATION" in kinds:
-        await _rebuild_intervals(session, account_id, low, high)
+    if kind == "DURATION":
+        await _rebuild_intervals(session, account_id, meter_id, low, high)
     await session.execute(text("DROP TABLE step_hours"))
     await session.execute(
         text(
-            "INSERT INTO usage_watermarks (account_id, xid, updated_at) "
-            "VALUES (:account_id, CAST(:high AS xid8), now()) "
-            "ON CONFLICT (account_id) DO UPDATE SET xid = excluded.xid, updated_at = now()"
+            "INSERT INTO usage_meter_watermarks (account_id, meter_id, xid, updated_at) "
+            "VALUES (:account_id, :meter_id, CAST(:high AS xid8), now()) "
+            "ON CONFLICT (account_id, meter_id) "
+            "DO UPDATE SET xid = excluded.xid, updated_at = now()"
         ),
         params,
     )
@@ -337,16 +373,15 @@ def intervals_of(switches: list[Switch]) -> list[tuple[datetime, datetime | None
 
 
 async def _rebuild_intervals(
-    session: AsyncSession, account_id: uuid.UUID, low: int, high: int
+    session: AsyncSession, account_id: uuid.UUID, meter_id: uuid.UUID, low: int, high: int
 ) -> None:
-    """DURATION meters: rebuild the intervals of each resource touched in [low, high)."""
-    params = {"account_id": account_id, "low": low, "high": high}
+    """A DURATION meter: rebuild the intervals of each resource touched in [low, high)."""
+    params = {"account_id": account_id, "meter_id": meter_id, "low": low, "high": high}
     resources = (
         await session.execute(
             text(
                 "SELECT DISTINCT e.meter_id, e.customer_id, e.dimensions FROM meter_events e "
-                "JOIN meters m ON m.account_id = e.account_id AND m.id = e.meter_id "
-                "WHERE e.account_id = :account_id AND m.meter_type = 'DURATION' AND ("
+                "WHERE e.account_id = :account_id AND e.meter_id = :meter_id AND ("
                 "(e.ingest_xid >= CAST(:low AS xid8) AND e.ingest_xid < CAST(:high AS xid8)) OR "
                 "(e.cancel_xid >= CAST(:low AS xid8) AND e.cancel_xid < CAST(:high AS xid8)))"
             ),
@@ -396,16 +431,36 @@ def _jsonb(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-async def lagging_accounts(session: AsyncSession) -> list[uuid.UUID]:
-    """Accounts with events (or cancellations) past their watermark: for the periodic sweep."""
+async def lagging_meters(session: AsyncSession) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(account, meter) pairs with events (or cancellations) past their watermark: for the
+    periodic sweep, a system job that reads across accounts."""
     rows = await session.execute(
         text(
-            "SELECT a.id FROM accounts a "
-            "LEFT JOIN usage_watermarks w ON w.account_id = a.id "
-            "WHERE EXISTS (SELECT 1 FROM meter_events e WHERE e.account_id = a.id "
-            "  AND e.ingest_xid >= coalesce(w.xid, '0'::xid8)) "
-            "OR EXISTS (SELECT 1 FROM meter_events e WHERE e.account_id = a.id "
-            "  AND e.cancel_xid IS NOT NULL AND e.cancel_xid >= coalesce(w.xid, '0'::xid8))"
+            "SELECT m.account_id, m.id FROM meters m "
+            "LEFT JOIN usage_meter_watermarks w ON w.account_id = m.account_id "
+            "  AND w.meter_id = m.id "
+            "LEFT JOIN usage_watermarks a ON a.account_id = m.account_id "
+            "WHERE EXISTS (SELECT 1 FROM meter_events e WHERE e.account_id = m.account_id "
+            "  AND e.meter_id = m.id AND e.ingest_xid >= coalesce(w.xid, a.xid, '0'::xid8)) "
+            "OR EXISTS (SELECT 1 FROM meter_events e WHERE e.account_id = m.account_id "
+            "  AND e.meter_id = m.id AND e.cancel_xid IS NOT NULL "
+            "  AND e.cancel_xid >= coalesce(w.xid, a.xid, '0'::xid8))"
         )
     )
-    return [row[0] for row in rows]
+    return [(row[0], row[1]) for row in rows]
+
+
+async def least_watermark(session: AsyncSession, account_id: uuid.UUID) -> int | None:
+    """The lowest of the account's meters' watermarks: every event of the account below it is
+    in the rollups. None when the account has no meter (so no event either)."""
+    value = await session.scalar(
+        text(
+            "SELECT min(coalesce(w.xid, a.xid, '0'::xid8)) FROM meters m "
+            "LEFT JOIN usage_meter_watermarks w ON w.account_id = m.account_id "
+            "  AND w.meter_id = m.id "
+            "LEFT JOIN usage_watermarks a ON a.account_id = m.account_id "
+            "WHERE m.account_id = :a"
+        ),
+        {"a": account_id},
+    )
+    return None if value is None else int(value)

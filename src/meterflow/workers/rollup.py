@@ -13,7 +13,7 @@ from typing import Any
 
 from meterflow import logs
 from meterflow.db import unit_of_work
-from meterflow.jobs import JobQueue
+from meterflow.jobs import JobQueue, rollup_job_id
 from meterflow.pubsub import customer_channels, publish
 from meterflow.services import (
     alerts,
@@ -43,14 +43,22 @@ JOB_TIMEOUT_SECONDS = 60.0
 TEST_HOOK_STEP_PAUSE = "METERFLOW_TEST_HOOK_ROLLUP_STEP_PAUSE_SECONDS"
 
 
-async def usage_rollup(ctx: dict[str, Any], account_id: str, request_id: str | None = None) -> int:
-    """Roll up everything an account has past its watermark. Safe to run twice or concurrently.
+async def usage_rollup(
+    ctx: dict[str, Any],
+    account_id: str,
+    meter_id: str | None = None,
+    request_id: str | None = None,
+) -> int:
+    """Roll up everything a meter (or each meter of an account) has past its watermark. Safe to
+    run twice or concurrently: a meter's steps hold its lock, so two workers share an account's
+    meters and never one meter.
 
     Each step writes, in its own transaction, the work its new usage causes: a re-rate and an
     alert evaluation per touched customer (coalesced with any still pending). The job then does
     that work at once; if it fails, or the worker dies, the rows are still there for the sweep.
     """
     account = uuid.UUID(account_id)
+    meter = uuid.UUID(meter_id) if meter_id is not None else None
     logs.bind_job(account_id, request_id)
     jobs: JobQueue = ctx["jobs"]
     pause = float(os.environ.get(TEST_HOOK_STEP_PAUSE, "0") or 0)
@@ -59,7 +67,10 @@ async def usage_rollup(ctx: dict[str, Any], account_id: str, request_id: str | N
     while True:
         async with unit_of_work(ctx["session_factory"]) as session:
             step = await rollup_work.rollup_step(
-                session, account_id=account, max_events=ctx.get("rollup_batch_events", 50_000)
+                session,
+                account_id=account,
+                max_events=ctx.get("rollup_batch_events", 50_000),
+                meter_id=meter,
             )
         total += step.events
         if pause:
@@ -71,7 +82,10 @@ async def usage_rollup(ctx: dict[str, Any], account_id: str, request_id: str | N
             return total
         if time.monotonic() - started > TIME_BUDGET_SECONDS:
             await jobs.enqueue_coalesced(
-                "usage_rollup", f"rollup:{account}:continue:{int(time.time())}", account_id
+                "usage_rollup",
+                f"{rollup_job_id(account, meter)}:continue:{int(time.time())}",
+                account_id,
+                meter_id,
             )
             throughput.job_done(ctx, events=total)
             return total
@@ -184,13 +198,16 @@ async def rerate_customers(ctx: dict[str, Any], account_id: str, customers: list
 
 
 async def sweep_rollups(ctx: dict[str, Any]) -> int:
-    """Find accounts whose watermark lags (a lost enqueue, a Redis outage) and roll them up."""
+    """Find meters whose watermark lags (a lost enqueue, a Redis outage) and roll them up."""
     async with ctx["session_factory"]() as session:
-        lagging = await rollups.lagging_accounts(session)
+        lagging = await rollups.lagging_meters(session)
     jobs: JobQueue = ctx["jobs"]
-    for account in lagging:
-        await jobs.request_rollup(account)
-    throughput.accounts_behind(ctx, len(lagging))
+    by_account: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for account, meter in lagging:
+        by_account.setdefault(account, []).append(meter)
+    for account, meters in by_account.items():
+        await jobs.request_rollup(account, meters)
+    throughput.accounts_behind(ctx, len(by_account))
     if lagging:
-        log.debug("sweep: %d accounts had un-rolled events", len(lagging))
-    return len(lagging)
+        log.debug("sweep: %d meters had un-rolled events", len(lagging))
+    return len(by_account)
