@@ -35,6 +35,9 @@ log = logging.getLogger("meterflow.workers.rollup")
 # One job keeps stepping while events remain, up to this long; then it hands over to a fresh
 # job so one busy account cannot hold a worker slot forever.
 TIME_BUDGET_SECONDS = 10.0
+# While a job catches up on a backlog, the re-rates and alert evaluations its steps recorded
+# run this often (and once it has caught up): invoices stay seconds behind usage, not a step.
+CAUSED_WORK_SECONDS = 2.0
 # The job's own timeout: the budget, one bounded step and its re-rates. A hung job ends within
 # this; a job whose worker died is taken over sooner (jobs/runner.py).
 JOB_TIMEOUT_SECONDS = 60.0
@@ -54,16 +57,19 @@ async def usage_rollup(
     meters and never one meter.
 
     Each step writes, in its own transaction, the work its new usage causes: a re-rate and an
-    alert evaluation per touched customer (coalesced with any still pending). The job then does
-    that work at once; if it fails, or the worker dies, the rows are still there for the sweep.
+    alert evaluation per touched customer (coalesced with any still pending). The job does that
+    work once it has caught up, and every CAUSED_WORK_SECONDS while it catches up on a backlog
+    (re-rating every touched customer after each step held the catch-up to the re-rates'
+    pace); if it fails, or the worker dies, the rows are still there for the sweep.
     """
     account = uuid.UUID(account_id)
     meter = uuid.UUID(meter_id) if meter_id is not None else None
     logs.bind_job(account_id, request_id)
     jobs: JobQueue = ctx["jobs"]
     pause = float(os.environ.get(TEST_HOOK_STEP_PAUSE, "0") or 0)
-    started = time.monotonic()
+    started = last_caused = time.monotonic()
     total = 0
+    caused = False  # steps have recorded work not done yet
     while True:
         async with unit_of_work(ctx["session_factory"]) as session:
             step = await rollup_work.rollup_step(
@@ -75,8 +81,14 @@ async def usage_rollup(
         total += step.events
         if pause:
             await asyncio.sleep(pause)
-        if step.touched:
+        caused = caused or bool(step.touched)
+        if caused and (
+            not step.more
+            or time.monotonic() - last_caused >= CAUSED_WORK_SECONDS
+            or time.monotonic() - started > TIME_BUDGET_SECONDS
+        ):
             await run_caused_work(ctx, account)
+            caused, last_caused = False, time.monotonic()
         if not step.more:
             throughput.job_done(ctx, events=total)
             return total
