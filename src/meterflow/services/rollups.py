@@ -18,11 +18,8 @@ and a meter with a backlog holds back no other. `rollup_account` steps each mete
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
@@ -349,27 +346,32 @@ async def _update_days(session: AsyncSession, params: dict[str, Any]) -> None:
     await session.execute(text("DROP TABLE recompute_days"))
 
 
-@dataclass(frozen=True)
-class Switch:
-    time: datetime
-    on: bool
-
-
-def intervals_of(switches: list[Switch]) -> list[tuple[datetime, datetime | None]]:
-    """On-intervals from start (1) / stop (0) events in time order. A start while on and a stop
-    while off change nothing; an interval still on at the end stays open (None)."""
-    intervals: list[tuple[datetime, datetime | None]] = []
-    started: datetime | None = None
-    for switch in switches:
-        if switch.on and started is None:
-            started = switch.time
-        elif not switch.on and started is not None:
-            if switch.time > started:
-                intervals.append((started, switch.time))
-            started = None
-    if started is not None:
-        intervals.append((started, None))
-    return intervals
+# A DURATION meter's on-intervals, per resource (customer and dimension set), from its start
+# (1) and stop (0) events in (time, ingestion) order: the state after an event is its value
+# (a start while on and a stop while off change nothing), so the intervals run from each
+# switch on to the next switch off, or stay open; one that starts and stops at the same
+# instant is no interval. Set-based, for every resource the step touched at once.
+REBUILD_INTERVALS = """
+INSERT INTO usage_duration_intervals (account_id, meter_id, customer_id, dimensions, started_at,
+                                      stopped_at)
+SELECT :account_id, :meter_id, customer_id, dimensions, event_time, stopped
+FROM (
+    SELECT customer_id, dimensions, event_time, is_on,
+           lead(event_time) OVER (PARTITION BY customer_id, dimensions
+                                  ORDER BY event_time, seq) AS stopped
+    FROM (
+        SELECT e.customer_id, e.dimensions, e.event_time, e.seq, e.value <> 0 AS is_on,
+               lag(e.value <> 0, 1, false) OVER (PARTITION BY e.customer_id, e.dimensions
+                                                 ORDER BY e.event_time, e.seq) AS was_on
+        FROM interval_resources r JOIN meter_events e
+          ON e.account_id = :account_id AND e.meter_id = :meter_id
+         AND e.customer_id = r.customer_id AND e.dimensions = r.dimensions
+        WHERE e.cancelled_at IS NULL AND e.ingest_xid < CAST(:high AS xid8)
+    ) switches
+    WHERE is_on <> was_on
+) edges
+WHERE is_on AND (stopped IS NULL OR stopped > event_time)
+"""
 
 
 async def _rebuild_intervals(
@@ -377,58 +379,27 @@ async def _rebuild_intervals(
 ) -> None:
     """A DURATION meter: rebuild the intervals of each resource touched in [low, high)."""
     params = {"account_id": account_id, "meter_id": meter_id, "low": low, "high": high}
-    resources = (
-        await session.execute(
-            text(
-                "SELECT DISTINCT e.meter_id, e.customer_id, e.dimensions FROM meter_events e "
-                "WHERE e.account_id = :account_id AND e.meter_id = :meter_id AND ("
-                "(e.ingest_xid >= CAST(:low AS xid8) AND e.ingest_xid < CAST(:high AS xid8)) OR "
-                "(e.cancel_xid >= CAST(:low AS xid8) AND e.cancel_xid < CAST(:high AS xid8)))"
-            ),
-            params,
-        )
-    ).all()
-    for meter_id, customer_id, dimensions in resources:
-        key = {
-            "account_id": account_id,
-            "meter_id": meter_id,
-            "customer_id": customer_id,
-            "dimensions": _jsonb(dimensions),
-            "high": high,
-        }
-        rows = (
-            await session.execute(
-                text(
-                    "SELECT event_time, value FROM meter_events WHERE account_id = :account_id "
-                    "AND meter_id = :meter_id AND customer_id = :customer_id "
-                    "AND dimensions = CAST(:dimensions AS jsonb) AND cancelled_at IS NULL "
-                    "AND ingest_xid < CAST(:high AS xid8) ORDER BY event_time, seq"
-                ),
-                key,
-            )
-        ).all()
-        await session.execute(
-            text(
-                "DELETE FROM usage_duration_intervals WHERE account_id = :account_id "
-                "AND meter_id = :meter_id AND customer_id = :customer_id "
-                "AND dimensions = CAST(:dimensions AS jsonb)"
-            ),
-            key,
-        )
-        spans = intervals_of([Switch(time, value != Decimal(0)) for time, value in rows])
-        if spans:
-            await session.execute(
-                text(
-                    "INSERT INTO usage_duration_intervals (account_id, meter_id, customer_id, "
-                    "dimensions, started_at, stopped_at) VALUES (:account_id, :meter_id, "
-                    ":customer_id, CAST(:dimensions AS jsonb), :started_at, :stopped_at)"
-                ),
-                [{**key, "started_at": start, "stopped_at": stop} for start, stop in spans],
-            )
-
-
-def _jsonb(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
+    await session.execute(text("DROP TABLE IF EXISTS interval_resources"))
+    await session.execute(
+        text(
+            "CREATE TEMP TABLE interval_resources ON COMMIT DROP AS "
+            "SELECT DISTINCT customer_id, dimensions FROM meter_events "
+            "WHERE account_id = :account_id AND meter_id = :meter_id AND ("
+            "(ingest_xid >= CAST(:low AS xid8) AND ingest_xid < CAST(:high AS xid8)) OR "
+            "(cancel_xid >= CAST(:low AS xid8) AND cancel_xid < CAST(:high AS xid8)))"
+        ),
+        params,
+    )
+    await session.execute(
+        text(
+            "DELETE FROM usage_duration_intervals d USING interval_resources r "
+            "WHERE d.account_id = :account_id AND d.meter_id = :meter_id "
+            "AND d.customer_id = r.customer_id AND d.dimensions = r.dimensions"
+        ),
+        params,
+    )
+    await session.execute(text(REBUILD_INTERVALS), params)
+    await session.execute(text("DROP TABLE interval_resources"))
 
 
 async def lagging_meters(session: AsyncSession) -> list[tuple[uuid.UUID, uuid.UUID]]:
