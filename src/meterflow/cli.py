@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -418,24 +418,24 @@ def _version() -> str:
         return "unknown"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"{value} is not between 1 and 64")
-    return value
+def _whole_number(low: int, high: int, why: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high` (`why` says where the limit is
+    from)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high:,}{why}")
+        return value
+
+    return parse
 
 
-def _positive_batch(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 10_000:
-        raise argparse.ArgumentTypeError(f"{value} is not between 1 and 10,000 (the API's limit)")
-    return value
+_positive_int = _whole_number(1, 64)
+_positive_batch = _whole_number(1, 10_000, " (the API's limit)")
 
 
 def build_parser() -> argparse.ArgumentParser:

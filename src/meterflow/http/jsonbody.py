@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from decimal import Decimal
 from itertools import chain, compress, repeat
 from operator import is_
@@ -22,13 +21,9 @@ from typing import Any
 
 import orjson
 
+from meterflow.services.record_decoding import LONG_NUMBER
+
 MAX_DEPTH = 64
-# Numbers a double may not carry: 16 or more digits in a row (a dot may sit among them), or a
-# number token with an exponent (1e-400 would arrive as 0, 1e22 rounded). The exponent must
-# follow `:`, `,` or `[` so that hex ids ("4e3f...", in most uuids) do not send every ingest
-# body down the slow exact path. Anything else a double holds exactly enough to give back the
-# digits sent.
-LONG_NUMBER = re.compile(rb"\d[\d.]{15,}|[:,\[]\s*-?[\d.]+[eE][-+]?\d")
 
 
 class ExactFloat(float):

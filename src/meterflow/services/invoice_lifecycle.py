@@ -124,12 +124,10 @@ async def close_due(
     return report, len(due) == batch
 
 
-async def finalize_invoice(
-    session: AsyncSession, *, account_id: uuid.UUID, invoice_id: uuid.UUID, now: datetime
+async def _locked_invoice(
+    session: AsyncSession, account_id: uuid.UUID, invoice_id: uuid.UUID
 ) -> Invoice:
-    """Close an OPEN or GRACE invoice now (an operator's decision, a customer leaving). Its
-    period stays as it is; usage of that period arriving later is late, as after a normal close.
-    The caller must have caught the account's rollups up first (see `period_close`)."""
+    """The account's invoice, locked for this transaction's change of its status."""
     invoice = await session.scalar(
         select(Invoice)
         .where(col(Invoice.account_id) == account_id, col(Invoice.id) == invoice_id)
@@ -137,6 +135,16 @@ async def finalize_invoice(
     )
     if invoice is None:
         raise NotFoundError(f"no invoice {invoice_id} in this account")
+    return invoice
+
+
+async def finalize_invoice(
+    session: AsyncSession, *, account_id: uuid.UUID, invoice_id: uuid.UUID, now: datetime
+) -> Invoice:
+    """Close an OPEN or GRACE invoice now (an operator's decision, a customer leaving). Its
+    period stays as it is; usage of that period arriving later is late, as after a normal close.
+    The caller must have caught the account's rollups up first (see `period_close`)."""
+    invoice = await _locked_invoice(session, account_id, invoice_id)
     if invoice.status not in RUNNING:
         raise InvalidTransitionError(
             f"invoice {invoice_id} is {invoice.status.value}: only an OPEN or GRACE invoice "
@@ -168,13 +176,7 @@ async def void_invoice(
     credits it drew go back to the wallet, `invoice.voided` goes out. A running invoice is
     finalized first; one collected through Stripe is voided there (meterflow follows Stripe's
     invoice.voided), so the two never disagree."""
-    invoice = await session.scalar(
-        select(Invoice)
-        .where(col(Invoice.account_id) == account_id, col(Invoice.id) == invoice_id)
-        .with_for_update()
-    )
-    if invoice is None:
-        raise NotFoundError(f"no invoice {invoice_id} in this account")
+    invoice = await _locked_invoice(session, account_id, invoice_id)
     if invoice.status not in VOIDABLE:
         raise InvalidTransitionError(
             f"invoice {invoice_id} is {invoice.status.value}: only a FINALIZED or UNCOLLECTIBLE "

@@ -78,9 +78,12 @@ class GraphQLEvent(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
 
 _EVENTS = msgspec.json.Decoder(list[WireEvent])
 _TEXTS = msgspec.json.Decoder(list[msgspec.Raw])
-# A fraction a double may not hold exactly (as wire.LONG_NUMBER), or an exponent that may have
-# turned a tiny number into 0.0: such a value is read from its digits by the exact path.
-_LONG_NUMBER = re.compile(rb"\d[\d.]{15,}|[:,\[]\s*-?[\d.]+[eE][-+]?\d")
+# Numbers a double may not carry: 16 or more digits in a row (a dot may sit among them), or a
+# number token with an exponent (1e-400 would arrive as 0, 1e22 rounded). The exponent must
+# follow `:`, `,` or `[` so that hex ids ("4e3f...", in most uuids) do not send every body down
+# the slow exact path. Anything else a double holds exactly enough to give back the digits
+# sent. (The JSON reader of every other body, http/jsonbody.py, applies the same rule.)
+LONG_NUMBER = re.compile(rb"\d[\d.]{15,}|[:,\[]\s*-?[\d.]+[eE][-+]?\d")
 
 
 def _plain_body(body: bytes) -> bool:
@@ -105,7 +108,7 @@ def valid_batch(body: bytes, now: datetime) -> list[EventRecord] | None:
         return None
     if not events:
         return None  # an empty batch: the exact path answers it
-    if any(type(e.meter_value) is float for e in events) and _LONG_NUMBER.search(body):
+    if any(type(e.meter_value) is float for e in events) and LONG_NUMBER.search(body):
         return None
     latest = now + MAX_FUTURE
     records: list[EventRecord] = []
