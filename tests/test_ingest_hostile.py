@@ -430,3 +430,45 @@ async def test_a_rolled_back_partition_is_not_remembered(
         )
     assert report.accepted == 1
     assert sorted(e["uniqueId"] for e in await all_events(gql)) == ["kept", "kept-3"]
+
+
+async def test_the_write_paths_column_separator_in_any_field_is_stored_as_sent(
+    http: httpx.AsyncClient, gql: GraphQLClient, account: TestAccount, meter: str
+) -> None:
+    """The ingest write binds its columns as texts joined by U+001E (services/ingestion.py):
+    that character in a uniqueId, a dimension or an ignored field, sent through JSON, CSV and
+    GraphQL, is stored as sent and misaligns nothing; in a customer id it is that record's
+    INVALID_CUSTOMER_ID."""
+    sep = "\u001e"
+    at = NOW_MS - 60_000
+    records = [
+        {**event(unique_id=f"j{sep}1", region=f"e{sep}u"), "note": sep},
+        event(unique_id="j2", region="eu"),
+        {**event(unique_id="j3"), "customerId": f"c{sep}1"},
+    ]
+    response = await post_report(
+        http, json.dumps(records), account.admin_key, **{"Content-Type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 2
+    assert [r["code"] for r in response.json()["rejections"]] == ["INVALID_CUSTOMER_ID"]
+    csv = (
+        "customerId,meterApiName,meterValue,meterTimeInMillis,uniqueId,region\n"
+        f"c1,calls,2,{at},v{sep}1,e{sep}u\n"
+        f"c1,calls,3,{at},v2,eu\n"
+    )
+    response = await post_report(http, csv, account.admin_key, **{"Content-Type": "text/csv"})
+    assert response.status_code == 200 and response.json()["accepted"] == 2, response.text
+    answer = await gql(
+        "mutation($events: [MeterEventInput!]!) { ingestMeterEvents(events: $events) "
+        "{ accepted rejected } }",
+        {"events": [event(unique_id=f"g{sep}1", region=f"e{sep}u"), event(unique_id="g2")]},
+    )
+    assert answer["ingestMeterEvents"] == {"accepted": 2, "rejected": 0}
+    stored = {e["uniqueId"]: e for e in await all_events(gql)}
+    assert set(stored) == {f"j{sep}1", "j2", f"v{sep}1", "v2", f"g{sep}1", "g2"}
+    for unique_id in (f"j{sep}1", f"v{sep}1", f"g{sep}1"):
+        assert stored[unique_id]["dimensions"] == {"region": f"e{sep}u"}, stored[unique_id]
+        assert stored[unique_id]["customerId"] == "c1"
+    assert stored[f"j{sep}1"]["payload"]["note"] == sep
+    assert [stored[u]["meterValue"] for u in ("v2", "j2")] == ["3", "1"]
