@@ -137,6 +137,17 @@ async def complete(session: AsyncSession, works: list[Work]) -> None:
         "ids": [w.id for w in works],
         "versions": [w.version for w in works],
     }
+    # Lock the rows first, in the order add() takes them (kind, then key): a rollup step adding
+    # the same customers' work in another worker then waits for this, or this for it, but
+    # never each for the other (deleting in the table's order deadlocked, two workers rolling
+    # up one account's meters side by side).
+    await session.execute(
+        text(
+            "SELECT 1 FROM outbox WHERE account_id = :account AND id = ANY(:ids) "
+            "ORDER BY kind, key FOR UPDATE"
+        ),
+        {"account": params["account"], "ids": params["ids"]},
+    )
     await session.execute(
         text(
             "DELETE FROM outbox WHERE account_id = :account AND (id, version) IN "
