@@ -47,14 +47,21 @@ RECOMPUTED_EVENTS = """
     WHERE e.ingest_xid < CAST(:high AS xid8) AND e.cancelled_at IS NULL
 """
 
+# A step's events by hour and dimension set: sums, counts and maxima over each group, and its
+# latest event (by time, then ingestion order). One sort serves both: the window runs over the
+# group in latest-first order, and DISTINCT ON keeps that first row. (Three ordered
+# array_aggs, the form before, sorted each group three times: 164 ms against 106 for 50,000
+# events that are nearly all groups of their own.)
 AGGREGATE = """
-    SELECT :account_id AS account_id, meter_id, customer_id, hour, dimensions,
-           sum(value) AS sum, count(*) AS count, max(value) AS max,
-           (array_agg(event_time ORDER BY event_time DESC, seq DESC))[1] AS latest_time,
-           (array_agg(seq ORDER BY event_time DESC, seq DESC))[1] AS latest_seq,
-           (array_agg(value ORDER BY event_time DESC, seq DESC))[1] AS latest_value
+    SELECT DISTINCT ON (meter_id, customer_id, hour, dimensions)
+           CAST(:account_id AS uuid) AS account_id, meter_id, customer_id, hour, dimensions,
+           sum(value) OVER grp AS sum, count(*) OVER grp AS count, max(value) OVER grp AS max,
+           event_time AS latest_time, seq AS latest_seq, value AS latest_value
     FROM ({source}) AS ev
-    GROUP BY meter_id, customer_id, hour, dimensions
+    WINDOW grp AS (PARTITION BY meter_id, customer_id, hour, dimensions
+                   ORDER BY event_time DESC, seq DESC
+                   ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+    ORDER BY meter_id, customer_id, hour, dimensions, event_time DESC, seq DESC
 """
 
 
