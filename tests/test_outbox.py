@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from sqlalchemy import text
+
 from meterflow.db import SessionFactory, unit_of_work
 from meterflow.services import accounts, outbox
 
@@ -107,3 +109,43 @@ async def test_the_sweep_carries_on_when_redis_is_gone(session_factory: SessionF
     async with session_factory() as session:
         pending = await outbox.pending(session, account_id=account.id)
     assert [w.key for w in pending] == ["c"]
+
+
+async def test_completing_work_waits_in_add_order_so_a_concurrent_step_never_deadlocks(
+    session_factory: SessionFactory,
+) -> None:
+    """A rollup step adds its customers' work in key order while another worker completes the
+    same keys: complete() must take the rows in that order too. The rows here were made, and
+    are claimed, in the opposite order (c, b, a); a step holds "a" and then adds a, b, c."""
+    account = await new_account(session_factory)
+    for key in ("c", "b", "a"):
+        await add(session_factory, account, key)
+    works = await claim(session_factory, account, "w1")
+    assert [w.key for w in works] == ["c", "b", "a"]
+
+    async with unit_of_work(session_factory) as step:
+        await step.execute(
+            text("SELECT 1 FROM outbox WHERE account_id = :a AND key = 'a' FOR UPDATE"),
+            {"a": account},
+        )
+        completing = asyncio.create_task(_complete(session_factory, works))
+        await asyncio.sleep(0.5)  # complete() is waiting for "a": it must hold nothing else
+        assert not completing.done()
+        await asyncio.wait_for(
+            outbox.add(
+                step,
+                account_id=account,
+                kind=outbox.RERATE,
+                items={"a": {}, "b": {}, "c": {}},
+            ),
+            10,  # (holding "b" and "c" it would wait forever: a deadlock)
+        )
+    await asyncio.wait_for(completing, 10)
+    async with session_factory() as session:
+        pending = await outbox.pending(session, account_id=account)
+    assert sorted(w.key for w in pending) == ["a", "b", "c"]  # added again: due again
+
+
+async def _complete(factory: SessionFactory, works: list[outbox.Work]) -> None:
+    async with unit_of_work(factory) as session:
+        await outbox.complete(session, works)
