@@ -41,21 +41,26 @@ DimensionKey = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 DimensionValue = Annotated[str, msgspec.Meta(min_length=1, max_length=DIMENSION_VALUE_MAX)]
 
 
+# The fields' types both fast paths check in C (the exact path's rules, as far as types go).
+MeterApiName = Annotated[str, msgspec.Meta(min_length=1)]
+CustomerId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Millis = Annotated[int, msgspec.Meta(ge=EARLIEST_MILLIS, lt=YEAR_10000_MILLIS)]
+UniqueId = Annotated[str, msgspec.Meta(max_length=UNIQUE_ID_MAX)]
+Dimensions = Annotated[
+    dict[DimensionKey, DimensionValue], msgspec.Meta(max_length=MAX_DIMENSIONS_PER_EVENT)
+]
+
+
 class WireEvent(msgspec.Struct, rename="camel"):
     """One Amberflo meter record as the fast path takes it; anything else is the exact path's.
     Unknown fields are ignored, as parse_record ignores them (they stay in the stored text)."""
 
-    meter_api_name: Annotated[str, msgspec.Meta(min_length=1)]
-    customer_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    meter_api_name: MeterApiName
+    customer_id: CustomerId
     meter_value: int | float | str
-    meter_time_in_millis: Annotated[int, msgspec.Meta(ge=EARLIEST_MILLIS, lt=YEAR_10000_MILLIS)]
-    unique_id: Annotated[str, msgspec.Meta(max_length=UNIQUE_ID_MAX)] | None = None
-    dimensions: (
-        Annotated[
-            dict[DimensionKey, DimensionValue], msgspec.Meta(max_length=MAX_DIMENSIONS_PER_EVENT)
-        ]
-        | None
-    ) = None
+    meter_time_in_millis: Millis
+    unique_id: UniqueId | None = None
+    dimensions: Dimensions | None = None
 
 
 class GraphQLEvent(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -63,17 +68,12 @@ class GraphQLEvent(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     fields WireEvent takes, none other (GraphQL refuses an unknown field), and a whole-number
     value (a fraction or a string keeps the exact path, which writes its digits as sent)."""
 
-    meter_api_name: Annotated[str, msgspec.Meta(min_length=1)]
-    customer_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    meter_api_name: MeterApiName
+    customer_id: CustomerId
     meter_value: int
-    meter_time_in_millis: Annotated[int, msgspec.Meta(ge=EARLIEST_MILLIS, lt=YEAR_10000_MILLIS)]
-    unique_id: Annotated[str, msgspec.Meta(max_length=UNIQUE_ID_MAX)] | None = None
-    dimensions: (
-        Annotated[
-            dict[DimensionKey, DimensionValue], msgspec.Meta(max_length=MAX_DIMENSIONS_PER_EVENT)
-        ]
-        | None
-    ) = None
+    meter_time_in_millis: Millis
+    unique_id: UniqueId | None = None
+    dimensions: Dimensions | None = None
 
 
 _EVENTS = msgspec.json.Decoder(list[WireEvent])

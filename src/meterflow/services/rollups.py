@@ -409,22 +409,30 @@ async def _rebuild_intervals(
     await session.execute(text("DROP TABLE interval_resources"))
 
 
+# Joined to `meters m`: each meter's watermark is coalesce(w.xid, a.xid, '0'): its own, else
+# its account's from before the rollup went by meter, else the beginning.
+METER_WATERMARKS = """
+    LEFT JOIN usage_meter_watermarks w ON w.account_id = m.account_id AND w.meter_id = m.id
+    LEFT JOIN usage_watermarks a ON a.account_id = m.account_id
+"""
+LAGGING_METERS = """
+    SELECT m.account_id, m.id FROM meters m {watermarks}
+    WHERE EXISTS (SELECT 1 FROM meter_events e WHERE e.account_id = m.account_id
+                  AND e.meter_id = m.id AND e.ingest_xid >= coalesce(w.xid, a.xid, '0'::xid8))
+       OR EXISTS (SELECT 1 FROM meter_events e WHERE e.account_id = m.account_id
+                  AND e.meter_id = m.id AND e.cancel_xid IS NOT NULL
+                  AND e.cancel_xid >= coalesce(w.xid, a.xid, '0'::xid8))
+"""
+LEAST_WATERMARK = """
+    SELECT min(coalesce(w.xid, a.xid, '0'::xid8)) FROM meters m {watermarks}
+    WHERE m.account_id = :a
+"""
+
+
 async def lagging_meters(session: AsyncSession) -> list[tuple[uuid.UUID, uuid.UUID]]:
     """(account, meter) pairs with events (or cancellations) past their watermark: for the
     periodic sweep, a system job that reads across accounts."""
-    rows = await session.execute(
-        text(
-            "SELECT m.account_id, m.id FROM meters m "
-            "LEFT JOIN usage_meter_watermarks w ON w.account_id = m.account_id "
-            "  AND w.meter_id = m.id "
-            "LEFT JOIN usage_watermarks a ON a.account_id = m.account_id "
-            "WHERE EXISTS (SELECT 1 FROM meter_events e WHERE e.account_id = m.account_id "
-            "  AND e.meter_id = m.id AND e.ingest_xid >= coalesce(w.xid, a.xid, '0'::xid8)) "
-            "OR EXISTS (SELECT 1 FROM meter_events e WHERE e.account_id = m.account_id "
-            "  AND e.meter_id = m.id AND e.cancel_xid IS NOT NULL "
-            "  AND e.cancel_xid >= coalesce(w.xid, a.xid, '0'::xid8))"
-        )
-    )
+    rows = await session.execute(text(LAGGING_METERS.format(watermarks=METER_WATERMARKS)))
     return [(row[0], row[1]) for row in rows]
 
 
@@ -432,13 +440,6 @@ async def least_watermark(session: AsyncSession, account_id: uuid.UUID) -> int |
     """The lowest of the account's meters' watermarks: every event of the account below it is
     in the rollups. None when the account has no meter (so no event either)."""
     value = await session.scalar(
-        text(
-            "SELECT min(coalesce(w.xid, a.xid, '0'::xid8)) FROM meters m "
-            "LEFT JOIN usage_meter_watermarks w ON w.account_id = m.account_id "
-            "  AND w.meter_id = m.id "
-            "LEFT JOIN usage_watermarks a ON a.account_id = m.account_id "
-            "WHERE m.account_id = :a"
-        ),
-        {"a": account_id},
+        text(LEAST_WATERMARK.format(watermarks=METER_WATERMARKS)), {"a": account_id}
     )
     return None if value is None else int(value)
