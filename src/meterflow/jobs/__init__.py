@@ -108,18 +108,13 @@ class JobQueue:
             return await self.enqueue_coalesced(
                 ROLLUP_JOB, rollup_job_id(account_id), str(account_id)
             )
-        done = True
-        for meter_id in sorted(meter_ids):
-            done = (
-                await self.enqueue_coalesced(
-                    ROLLUP_JOB,
-                    rollup_job_id(account_id, meter_id),
-                    str(account_id),
-                    str(meter_id),
-                )
-                and done
+        enqueued = [
+            await self.enqueue_coalesced(
+                ROLLUP_JOB, rollup_job_id(account_id, meter_id), str(account_id), str(meter_id)
             )
-        return done
+            for meter_id in sorted(meter_ids)
+        ]
+        return all(enqueued)
 
     async def run_outbox(self, account_id: uuid.UUID, kind: str, *, delay: float = 0.0) -> bool:
         """Have an account's pending outbox work of one kind done (now, or after `delay`)."""

@@ -4,7 +4,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 import strawberry
@@ -52,16 +52,14 @@ def _millis(number: Decimal) -> int | str:
 
 def _record(event: MeterEventValues, placeholder: str) -> ingestion.RawRecord:
     value, value_text = _value(event["meterValue"])
-    data: dict[str, Any] = {
-        "meterApiName": event["meterApiName"],
-        "customerId": event["customerId"],
-        "meterValue": value,
-        "meterTimeInMillis": _millis(event["meterTimeInMillis"]),
-    }
-    if (unique_id := event.get("uniqueId")) is not None:
-        data["uniqueId"] = unique_id
-    if (dimensions := event.get("dimensions")) is not None:
-        data["dimensions"] = dimensions
+    data = record_decoding.graphql_payload(
+        event["meterApiName"],
+        event["customerId"],
+        value,
+        _millis(event["meterTimeInMillis"]),
+        event.get("uniqueId"),
+        event.get("dimensions"),
+    )
     # The value goes into the text as written: a placeholder no client can guess (made after
     # the request arrived, one a batch), replaced once.
     raw = {

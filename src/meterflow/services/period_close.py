@@ -49,10 +49,6 @@ class CatchUp:
     touched: set[str] = field(default_factory=set)
 
 
-async def _watermark(session: AsyncSession, account_id: uuid.UUID) -> int | None:
-    return await rollups.least_watermark(session, account_id)
-
-
 async def catch_up(
     session_factory: SessionFactory,
     *,
@@ -71,7 +67,7 @@ async def catch_up(
     while True:
         async with unit_of_work(session_factory) as session:
             step = await rollup_work.rollup_step(session, account_id=account_id)
-            mark = await _watermark(session, account_id)
+            mark = await rollups.least_watermark(session, account_id)
         result.touched |= {customer for _, customer in step.touched}
         if mark is None or mark >= horizon:  # (None: no meter, so no events)
             result.caught_up = True

@@ -136,6 +136,19 @@ class RollupResult:
         self.touched |= other.touched
 
 
+DROP_SCRATCH = "DROP TABLE IF EXISTS {name}"
+CREATE_SCRATCH = "CREATE TEMP TABLE {name} ON COMMIT DROP AS {query}"
+
+
+async def _scratch(
+    session: AsyncSession, name: str, query: str, params: dict[str, Any] | None = None
+) -> None:
+    """A temporary table of this step, gone at commit (and replaced if an earlier meter's step
+    of the same transaction left one)."""
+    await session.execute(text(DROP_SCRATCH.format(name=name)))
+    await session.execute(text(CREATE_SCRATCH.format(name=name, query=query)), params or {})
+
+
 async def _scalar(session: AsyncSession, sql: str, **params: Any) -> Any:
     return (await session.execute(text(sql), params)).scalar()
 
@@ -215,14 +228,12 @@ async def rollup_meter(
         return result
 
     params = {"account_id": account_id, "meter_id": meter_id, "low": low, "high": high}
-    await session.execute(text("DROP TABLE IF EXISTS recompute"))
-    await session.execute(
-        text(
-            "CREATE TEMP TABLE recompute ON COMMIT DROP AS "
-            "SELECT DISTINCT meter_id, customer_id, date_trunc('hour', event_time, 'UTC') AS hour "
-            "FROM meter_events WHERE account_id = :account_id AND meter_id = :meter_id "
-            "AND cancel_xid >= CAST(:low AS xid8) AND cancel_xid < CAST(:high AS xid8)"
-        ),
+    await _scratch(
+        session,
+        "recompute",
+        "SELECT DISTINCT meter_id, customer_id, date_trunc('hour', event_time, 'UTC') AS hour "
+        "FROM meter_events WHERE account_id = :account_id AND meter_id = :meter_id "
+        "AND cancel_xid >= CAST(:low AS xid8) AND cancel_xid < CAST(:high AS xid8)",
         params,
     )
 
@@ -244,13 +255,7 @@ async def rollup_meter(
     )
     # The new events' hourly aggregates, read and sorted once: the hours, the days (below) and
     # the customers touched all come from them.
-    await session.execute(text("DROP TABLE IF EXISTS step_hours"))
-    await session.execute(
-        text(
-            "CREATE TEMP TABLE step_hours ON COMMIT DROP AS " + AGGREGATE.format(source=NEW_EVENTS)
-        ),
-        params,
-    )
+    await _scratch(session, "step_hours", AGGREGATE.format(source=NEW_EVENTS), params)
     for source, aggregate in (
         (RECOMPUTED_EVENTS, AGGREGATE.format(source=RECOMPUTED_EVENTS)),
         (NEW_EVENTS, "SELECT * FROM step_hours"),
@@ -320,12 +325,11 @@ async def _update_days(session: AsyncSession, params: dict[str, Any]) -> None:
     """Days follow hours: new events are added to their day (as to their hour); the days
     holding a recomputed hour are re-summed from the hourly rows, which replaces them whole."""
     await session.execute(text(DAILY_UPSERT.format(merge=_merge("usage_daily"))), params)
-    await session.execute(
-        text(
-            "CREATE TEMP TABLE recompute_days ON COMMIT DROP AS "
-            "SELECT DISTINCT meter_id, customer_id, date_trunc('day', hour, 'UTC') AS day "
-            "FROM recompute"
-        )
+    await _scratch(
+        session,
+        "recompute_days",
+        "SELECT DISTINCT meter_id, customer_id, date_trunc('day', hour, 'UTC') AS day "
+        "FROM recompute",
     )
     await session.execute(
         text(
@@ -386,15 +390,13 @@ async def _rebuild_intervals(
 ) -> None:
     """A DURATION meter: rebuild the intervals of each resource touched in [low, high)."""
     params = {"account_id": account_id, "meter_id": meter_id, "low": low, "high": high}
-    await session.execute(text("DROP TABLE IF EXISTS interval_resources"))
-    await session.execute(
-        text(
-            "CREATE TEMP TABLE interval_resources ON COMMIT DROP AS "
-            "SELECT DISTINCT customer_id, dimensions FROM meter_events "
-            "WHERE account_id = :account_id AND meter_id = :meter_id AND ("
-            "(ingest_xid >= CAST(:low AS xid8) AND ingest_xid < CAST(:high AS xid8)) OR "
-            "(cancel_xid >= CAST(:low AS xid8) AND cancel_xid < CAST(:high AS xid8)))"
-        ),
+    await _scratch(
+        session,
+        "interval_resources",
+        "SELECT DISTINCT customer_id, dimensions FROM meter_events "
+        "WHERE account_id = :account_id AND meter_id = :meter_id AND ("
+        "(ingest_xid >= CAST(:low AS xid8) AND ingest_xid < CAST(:high AS xid8)) OR "
+        "(cancel_xid >= CAST(:low AS xid8) AND cancel_xid < CAST(:high AS xid8)))",
         params,
     )
     await session.execute(
